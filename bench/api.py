@@ -1,0 +1,92 @@
+"""The small abstract APIs every method, metric and clip set implements."""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from motiongrid.datasets.clip import Clip
+from motiongrid.datasets.video import Video
+
+
+class Params(BaseModel):
+    """Base for a method's typed parameters; unknown keys and wrong types are errors."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    pass
+
+
+class Method:
+    """A method adapter: declares its parameters and task, loads once, generates per cell.
+
+    Subclasses set ``Params`` (a pydantic model with defaults) and ``task``, and implement
+    ``generate``. ``prepare`` runs once per run before any cell of this method.
+    """
+    name: ClassVar[str]
+    task: ClassVar[Literal["t2v-motion", "edit", "baseline"]] = "t2v-motion"
+    Params: ClassVar[type[Params]] = NoParams
+    description: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self.device = torch.device("cpu")
+
+    def prepare(self, device: torch.device, weights: Any = None) -> None:
+        self.device = device
+
+    def generate(self, clip: Clip, params: Params, seed: int) -> Video:
+        raise NotImplementedError
+
+    # Optional: the things that make this method's output depend on loaded weights, for the
+    # cell key and run.json (e.g. {"model": "toy", "sha256": ...}).
+    def fingerprint(self, params: Params) -> dict:
+        return {}
+
+
+class MetricUnavailable(RuntimeError):
+    """Raised (or returned as reason) when a metric cannot run here; message says how to fix it."""
+
+
+class Metric:
+    """A metric: declares what it needs and which way is better; scores one generated video.
+
+    ``needs`` is a subset of {"reference", "prompt", "tracks", "target"}. ``available()``
+    returns None when the metric can run, otherwise the reason with the command that fixes it.
+    ``score`` returns a float or a dict of named floats (stored as ``<name>`` or
+    ``<name>.<key>``).
+    """
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool] = True
+    needs: ClassVar[frozenset[str]] = frozenset({"reference"})
+    description: ClassVar[str] = ""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self.device = torch.device("cpu")
+
+    def available(self) -> str | None:
+        return None
+
+    def prepare(self, device: torch.device) -> None:
+        self.device = device
+
+    def preprocessing(self) -> dict:
+        """Everything about input conversion that changes the number; recorded with results."""
+        return {}
+
+    def score(self, generated: Video, clip: Clip) -> float | dict[str, float]:
+        raise NotImplementedError
+
+
+class ClipSet:
+    """A named source of clips; ``load`` returns them in a stable order."""
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def load(self) -> list[Clip]:
+        raise NotImplementedError

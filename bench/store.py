@@ -1,0 +1,125 @@
+"""The run store: one SQLite row per finished cell, written in one transaction.
+
+Rows are keyed by the cell key (a hash of everything that determines the cell), so a resumed
+run skips finished cells and can never store one twice. WAL mode keeps readers (reports)
+working while a run writes, and a kill -9 loses at most the cell in progress.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cells (
+    key            TEXT PRIMARY KEY,
+    method         TEXT NOT NULL,
+    label          TEXT NOT NULL,
+    params         TEXT NOT NULL,      -- JSON of the validated parameters
+    clip_id        TEXT NOT NULL,
+    clip_hash      TEXT NOT NULL,
+    seed           INTEGER NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    reason         TEXT,               -- why it failed
+    metrics        TEXT NOT NULL,      -- JSON {metric: value}; value null when it errored
+    metric_errors  TEXT NOT NULL,      -- JSON {metric: reason}
+    timings        TEXT NOT NULL,      -- JSON {stage: seconds}
+    peak_memory_mb REAL,
+    memory_kind    TEXT,               -- 'cuda_max_allocated' | 'cpu_peak_rss'
+    artifact       TEXT,               -- video path relative to the run dir
+    finished_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+"""
+
+JSON_COLUMNS = ("params", "metrics", "metric_errors", "timings")
+
+
+@dataclass
+class CellResult:
+    key: str
+    method: str
+    label: str
+    params: dict
+    clip_id: str
+    clip_hash: str
+    seed: int
+    status: str = "ok"
+    reason: str | None = None
+    metrics: dict = field(default_factory=dict)
+    metric_errors: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    peak_memory_mb: float | None = None
+    memory_kind: str | None = None
+    artifact: str | None = None
+
+
+def _dump(value) -> str:
+    # inf/nan are legitimate metric values (PSNR of identical frames); JSON keeps them as
+    # Infinity/NaN which Python's json reads back.
+    return json.dumps(value, sort_keys=True, allow_nan=True)
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=30)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(SCHEMA)
+        self.conn.row_factory = sqlite3.Row
+
+    @classmethod
+    def open_existing(cls, run_dir: str | Path) -> "Store":
+        path = Path(run_dir) / "results.sqlite"
+        if not path.exists():
+            raise FileNotFoundError(f"{run_dir}: no results.sqlite (is this a motiongrid run directory?)")
+        return cls(path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def finished_keys(self) -> set[str]:
+        """Keys of cells that need no more work (status ok). Failed cells are retried."""
+        return {r[0] for r in self.conn.execute("SELECT key FROM cells WHERE status = 'ok'")}
+
+    def put(self, result: CellResult) -> None:
+        row = asdict(result)
+        for col in JSON_COLUMNS:
+            row[col] = _dump(row[col])
+        cols = ", ".join(row)
+        marks = ", ".join(f":{c}" for c in row)
+        with self.conn:  # one transaction per cell
+            self.conn.execute(f"INSERT OR REPLACE INTO cells ({cols}) VALUES ({marks})", row)
+
+    def rows(self) -> list[dict]:
+        out = []
+        for r in self.conn.execute("SELECT * FROM cells ORDER BY method, label, clip_id, seed"):
+            d = dict(r)
+            for col in JSON_COLUMNS:
+                d[col] = json.loads(d[col])
+            out.append(d)
+        return out
+
+    def dataframe(self):
+        """One row per cell; metric values as columns named after the metric."""
+        import pandas as pd
+
+        records = []
+        for r in self.rows():
+            rec = {k: v for k, v in r.items() if k not in JSON_COLUMNS}
+            rec["params"] = _dump(r["params"])
+            for k, v in r["timings"].items():
+                rec[f"time.{k}"] = v
+            for k, v in r["metrics"].items():
+                rec[k] = math.nan if v is None else v
+            records.append(rec)
+        return pd.DataFrame.from_records(records)

@@ -1,0 +1,1 @@
+"""datasets package (see README: one file per family)."""

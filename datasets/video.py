@@ -1,0 +1,185 @@
+"""The in-memory video contract, its conversions and its file I/O.
+
+A ``Video`` is a float tensor (T, 3, H, W) in [0, 1] plus fps. Every other convention a
+model or metric needs (uint8, [-1, 1], 0..255) is produced by one named function here, so no
+code converts ad hoc.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".mkv", ".avi", ".mov")
+
+
+class VideoError(ValueError):
+    """A video file or tensor that cannot be used; the message names it."""
+
+
+@dataclass
+class Video:
+    frames: torch.Tensor  # (T, 3, H, W) float32 in [0, 1]
+    fps: float = 8.0
+
+    def __post_init__(self):
+        check_frames(self.frames, "video")
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return int(self.frames.shape[2]), int(self.frames.shape[3])
+
+    def content_hash(self) -> str:
+        return hash_frames(self.frames)
+
+
+def check_frames(frames: torch.Tensor, name: str) -> None:
+    if not isinstance(frames, torch.Tensor):
+        raise VideoError(f"{name}: expected a torch.Tensor (T, 3, H, W), got {type(frames).__name__}")
+    if frames.ndim != 4 or frames.shape[1] != 3:
+        raise VideoError(f"{name}: expected shape (T, 3, H, W), got {tuple(frames.shape)}")
+    if not frames.is_floating_point():
+        raise VideoError(f"{name}: expected float frames in [0, 1], got dtype {frames.dtype}")
+    if frames.shape[0] == 0:
+        raise VideoError(f"{name}: has no frames")
+
+
+def hash_frames(frames: torch.Tensor) -> str:
+    """Content hash of the uint8-quantised frames (stable across float noise below 1/255)."""
+    data = to_uint8(frames).numpy()
+    h = hashlib.sha256()
+    h.update(str(data.shape).encode())
+    h.update(data.tobytes())
+    return h.hexdigest()[:16]
+
+
+# ---- conventions: the only places frames change range or dtype -------------------------
+
+def to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """[0,1] float (T,3,H,W) -> uint8 (T,3,H,W), rounding to nearest."""
+    return (frames.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
+
+
+def from_uint8(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 (T,3,H,W) -> float32 [0,1]."""
+    t = torch.as_tensor(frames)
+    return t.float() / 255.0
+
+
+def to_minus_one_one(frames: torch.Tensor) -> torch.Tensor:
+    """[0,1] -> [-1,1] (LPIPS, VAEs, pixel-space diffusion)."""
+    return frames * 2.0 - 1.0
+
+
+def from_minus_one_one(frames: torch.Tensor) -> torch.Tensor:
+    """[-1,1] -> [0,1], clamped."""
+    return ((frames + 1.0) / 2.0).clamp(0, 1)
+
+
+def to_0_255(frames: torch.Tensor) -> torch.Tensor:
+    """[0,1] -> float 0..255 (CoTracker input)."""
+    return frames.float() * 255.0
+
+
+def resize_frames(frames: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """Resize (T,3,H,W) to (h, w) with antialiasing when shrinking."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    kwargs = {"antialias": True} if mode in ("bilinear", "bicubic") else {}
+    out = torch.nn.functional.interpolate(frames, size=tuple(size), mode=mode, **kwargs)
+    return out.clamp(0, 1)
+
+
+def sample_frame_indices(total: int, count: int) -> list[int]:
+    """``count`` indices spread uniformly over ``total`` frames (MotionClone's reference sampling)."""
+    if total <= 0:
+        raise VideoError("cannot sample frames from an empty video")
+    return np.linspace(0, total - 1, count).round().astype(int).tolist()
+
+
+# ---- file I/O ---------------------------------------------------------------------------
+
+def write_video(video: Video, path: str | os.PathLike, lossless: bool = True) -> Path:
+    """Write an mp4 with PyAV. Lossless RGB H.264 by default so scores can be recomputed
+    exactly from artifacts. Written to a temporary name and renamed, so a kill never leaves
+    a truncated file under the final name."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    frames = to_uint8(video.frames).permute(0, 2, 3, 1).numpy()  # T,H,W,3
+    t, h, w, _ = frames.shape
+    fps = max(1, int(round(video.fps)))
+    with av.open(str(tmp), mode="w", format="mp4") as container:
+        if lossless:
+            stream = container.add_stream("libx264rgb", rate=fps)
+            stream.pix_fmt = "rgb24"
+            stream.options = {"crf": "0", "preset": "veryfast"}
+        else:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": "18", "preset": "veryfast"}
+            frames = frames[:, : h - h % 2, : w - w % 2]
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    os.replace(tmp, path)
+    return path
+
+
+def read_video(path: str | os.PathLike) -> Video:
+    """Read a video file (any container PyAV decodes) or a folder of image frames."""
+    path = Path(path)
+    if not path.exists():
+        raise VideoError(f"{path}: file not found")
+    if path.is_dir():
+        return _read_frame_folder(path)
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            fps = float(rate) if rate else 8.0
+            arrays = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    except (av.error.FFmpegError, IndexError) as exc:
+        raise VideoError(f"{path}: cannot decode as a video ({exc.__class__.__name__}: {exc})") from exc
+    if not arrays:
+        raise VideoError(f"{path}: contains no decodable frames")
+    frames = from_uint8(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return Video(frames, fps)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _read_frame_folder(folder: Path, fps: float = 8.0) -> Video:
+    import cv2
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise VideoError(f"{folder}: folder has no image frames ({', '.join(IMAGE_SUFFIXES)})")
+    arrays = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise VideoError(f"{f}: cannot decode image frame")
+        arrays.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise VideoError(f"{folder}: frames differ in size {sorted(shapes)}")
+    frames = from_uint8(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return Video(frames, fps)

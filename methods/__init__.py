@@ -1,0 +1,1 @@
+"""methods package (see README: one file per family)."""

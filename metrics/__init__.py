@@ -1,0 +1,1 @@
+"""metrics package (see README: one file per family)."""

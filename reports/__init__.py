@@ -1,0 +1,1 @@
+"""reports package (see README: one file per family)."""
