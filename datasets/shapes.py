@@ -52,9 +52,13 @@ class ClipSpec:
     background: str          # "textured" | "flat"
     texture_seed: int
     motion: str              # the motion label used in the id and prompt
+    describe_motion: bool = True  # False: the prompt names only shape, colour, background
 
     def prompt(self) -> str:
         texture = "striped " if self.striped else ""
+        bg = "a textured background" if self.background == "textured" else "a dark background"
+        if not self.describe_motion:
+            return f"a {self.colour} {texture}{self.kind} on {bg}"
         verb = {
             "translate": "moving " + _direction(self.velocity),
             "rotate": "rotating",
@@ -63,7 +67,6 @@ class ClipSpec:
             "zoom": "as the camera zooms " + ("in" if self.zoom >= 1 else "out"),
             "occlusion": "moving " + _direction(self.velocity) + " behind a bar",
         }[self.motion]
-        bg = "a textured background" if self.background == "textured" else "a dark background"
         return f"a {self.colour} {texture}{self.kind} {verb} on {bg}"
 
 
@@ -95,6 +98,7 @@ class ShapesOptions:
     striped: bool = True
     fps: float = 8.0
     track_grid: int = 6                  # object points per side; background gets the same
+    describe_motion: bool = True         # False for the toy world: motion must come from guidance
 
     def __post_init__(self):
         for name, allowed, values in (("kinds", KINDS, self.kinds), ("colours", tuple(COLOURS), self.colours),
@@ -137,6 +141,7 @@ def random_spec(rng: np.random.Generator, opts: ShapesOptions, motion: str | Non
         position=position, velocity=velocity, angle=float(rng.uniform(0, np.pi)), spin=spin,
         growth=growth, pan=pan, zoom=zoom, occluder=motion == "occlusion", striped=opts.striped,
         background=opts.background, texture_seed=int(rng.integers(0, 2**31 - 1)), motion=motion,
+        describe_motion=opts.describe_motion,
     )
 
 
