@@ -1,0 +1,583 @@
+"""Weights manager: one registry of every weight file the harness may need.
+
+Each :class:`WeightFile` says where it comes from (a URL, or a Hugging Face repo), how to check
+it (sha256 and size where known) and — the important part — where the *consuming library*
+looks for it (``target``): torchvision/torch.hub read ``$TORCH_HOME/hub/checkpoints``, clean-fid
+reads a hard-coded ``/tmp`` path, CoTracker's hub entrypoint needs a repo copy under
+``torch.hub.get_dir()``. Files that a library does not look up itself (open_clip weights, the
+diffusion models) live under the motiongrid weights folder and are passed to the library as
+explicit paths.
+
+Offline-first: ``available``/``require`` never touch the network. ``fetch`` downloads on a
+connected machine and fails within seconds when offline (``HF_HUB_OFFLINE=1``,
+``MOTIONGRID_OFFLINE=1`` or no route to the host). An air-gapped machine gets its files with
+``motiongrid weights fetch NAME --into DIR`` elsewhere, then ``motiongrid weights import DIR``.
+
+Other modules register their own entries at import time::
+
+    from motiongrid import weights
+    weights.register(weights.WeightFile(
+        name="toy-unet", description="...", repo_id="org/repo", kind="hf_repo",
+        target=lambda: weights.weights_home() / "toy-unet", used_by=("methods.toy",)))
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import socket
+import tempfile
+import urllib.parse
+import urllib.request
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal
+
+Kind = Literal["file", "dir", "hf_repo"]
+
+
+class WeightsMissing(RuntimeError):
+    """A weight file is absent or wrong; the message names it and the command that fixes it."""
+
+
+class WeightsOffline(WeightsMissing):
+    """A download was asked for on a machine that cannot reach the source."""
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One weight file (kind 'file'), folder (kind 'dir', e.g. a torch.hub repo copy from a zip
+    archive) or Hugging Face repo snapshot (kind 'hf_repo').
+
+    Source: ``url`` (file: downloaded as is; dir: a .zip whose single top folder becomes the
+    target) or ``repo_id`` (+ ``filename`` for one file of that repo, + ``revision``).
+    ``sha256`` may be a full digest or a prefix (torch.hub file names carry an 8-hex prefix);
+    None when no authoritative digest is known — never a guess. ``size`` in bytes, or None.
+    ``target`` is called each time (it reads env vars such as TORCH_HOME at call time).
+    ``required`` lists files that must exist inside a 'dir'/'hf_repo' target for it to count
+    as present. ``alternatives`` returns other paths the library itself would also find
+    (e.g. a Hugging Face cache hit); they are accepted by ``locate`` but never written.
+    """
+    name: str
+    description: str
+    target: Callable[[], Path]
+    url: str | None = None
+    repo_id: str | None = None
+    filename: str | None = None
+    revision: str | None = None
+    sha256: str | None = None
+    size: int | None = None
+    used_by: tuple[str, ...] = ()
+    kind: Kind = "file"
+    required: tuple[str, ...] = ()
+    allow_patterns: tuple[str, ...] | None = None
+    alternatives: Callable[[], list[Path]] | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        if self.kind not in ("file", "dir", "hf_repo"):
+            raise ValueError(f"weight {self.name!r}: kind must be 'file', 'dir' or 'hf_repo', got {self.kind!r}")
+        if not (self.url or self.repo_id):
+            raise ValueError(f"weight {self.name!r}: needs a source (url or repo_id)")
+        if self.kind == "hf_repo" and not self.repo_id:
+            raise ValueError(f"weight {self.name!r}: kind 'hf_repo' needs repo_id")
+        if self.sha256 is not None and not all(c in "0123456789abcdef" for c in self.sha256.lower()):
+            raise ValueError(f"weight {self.name!r}: sha256 must be hex, got {self.sha256!r}")
+
+    @property
+    def source(self) -> str:
+        if self.url:
+            return self.url
+        suffix = f"/{self.filename}" if self.filename else ""
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"hf://{self.repo_id}{rev}{suffix}"
+
+
+_REGISTRY: dict[str, WeightFile] = {}
+
+
+def register(entry: WeightFile, replace: bool = False) -> WeightFile:
+    """Add an entry. Registering the same name twice with a different entry is an error unless
+    ``replace`` (tests use it to point an entry at a locally made file)."""
+    old = _REGISTRY.get(entry.name)
+    if old is not None and old != entry and not replace:
+        raise ValueError(f"weight {entry.name!r} is registered twice with different settings")
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def _load_registrants() -> None:
+    """Import method and metric modules so the entries they register appear in listings."""
+    from motiongrid import registry
+
+    for reg in (registry.methods, registry.metrics):
+        try:
+            reg.names()
+        except Exception as exc:  # a broken optional module must not hide the other entries
+            warnings.warn(f"weights: could not import all {reg.kind} modules ({exc}); "
+                          f"their weight entries may be missing from the list")
+
+
+def entries(load_all: bool = True) -> list[WeightFile]:
+    if load_all:
+        _load_registrants()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def get(name: str) -> WeightFile:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        _load_registrants()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown weight {name!r}; registered: {', '.join(sorted(_REGISTRY)) or 'none'}")
+    return _REGISTRY[name]
+
+
+# ---- where things live --------------------------------------------------------------------
+
+def weights_home() -> Path:
+    """motiongrid's own weights folder (for files no library looks up by itself)."""
+    if os.environ.get("MOTIONGRID_WEIGHTS"):
+        return Path(os.environ["MOTIONGRID_WEIGHTS"]).expanduser()
+    base = os.environ.get("MOTIONGRID_CACHE", str(Path.home() / ".cache" / "motiongrid"))
+    return Path(base).expanduser() / "weights"
+
+
+def torch_hub_dir() -> Path:
+    """torch.hub's folder, resolved the way torch does it (TORCH_HOME read at call time)."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir())
+
+
+def torch_hub_checkpoint(filename: str) -> Callable[[], Path]:
+    return lambda: torch_hub_dir() / "checkpoints" / filename
+
+
+def cleanfid_dir() -> Path:
+    """The folder clean-fid reads Inception from: hard-coded '/tmp' ('./' on Windows) in
+    cleanfid.features. MOTIONGRID_CLEANFID_DIR moves it, but then only motiongrid's FID (which
+    hands the path to clean-fid's InceptionV3W) finds it, not a direct cleanfid.compute_fid."""
+    if os.environ.get("MOTIONGRID_CLEANFID_DIR"):
+        return Path(os.environ["MOTIONGRID_CLEANFID_DIR"]).expanduser()
+    return Path("./" if platform.system() == "Windows" else "/tmp")
+
+
+def hf_cache_file(repo_id: str, filename: str) -> Callable[[], list[Path]]:
+    """An alternative location: the file in the Hugging Face cache, if a previous hub download
+    put it there (looked up without network)."""
+    def find() -> list[Path]:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return []
+        hit = try_to_load_from_cache(repo_id, filename)
+        return [Path(hit)] if isinstance(hit, str) else []
+    return find
+
+
+# ---- presence and checks ------------------------------------------------------------------
+
+def fix_command(name: str) -> str:
+    return (f"`motiongrid weights fetch {name}` (on a machine with network), or on an offline "
+            f"machine: `motiongrid weights fetch {name} --into DIR` elsewhere, copy DIR here, then "
+            f"`motiongrid weights import DIR`")
+
+
+def _present(entry: WeightFile, path: Path) -> str | None:
+    """None when ``path`` holds the entry (cheap checks: existence, size, required files)."""
+    if entry.kind == "file":
+        if not path.is_file():
+            return f"{path} not found"
+        if entry.size is not None and path.stat().st_size != entry.size:
+            return f"{path} has {path.stat().st_size} bytes, expected {entry.size}"
+        return None
+    if not path.is_dir():
+        return f"{path} not found"
+    missing = [r for r in entry.required if not (path / r).exists()]
+    if missing:
+        return f"{path} lacks {', '.join(missing)}"
+    if not entry.required and not any(path.iterdir()):
+        return f"{path} is empty"
+    return None
+
+
+def locate(name: str) -> Path | None:
+    """Where the entry is found now (its target, else an alternative), or None."""
+    entry = get(name)
+    target = entry.target()
+    if _present(entry, target) is None:
+        return target
+    for alt in (entry.alternatives() if entry.alternatives else []):
+        if _present(entry, alt) is None:
+            return alt
+    return None
+
+
+def available(name: str) -> str | None:
+    """None if the weight is in place; otherwise the reason and the exact fix command.
+    Never downloads and never hashes (see ``verify``)."""
+    entry = get(name)
+    if locate(name) is not None:
+        return None
+    why = _present(entry, entry.target())
+    return f"weights {name!r} ({entry.description}) missing: {why}. Fix: {fix_command(name)}"
+
+
+def require(name: str) -> Path:
+    """Path of the weight, or WeightsMissing with the fix command."""
+    reason = available(name)
+    if reason is not None:
+        raise WeightsMissing(reason)
+    return locate(name)
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_file(entry: WeightFile, path: Path) -> str | None:
+    """None if size and sha256 (where known) match; else what is wrong."""
+    if entry.size is not None and path.stat().st_size != entry.size:
+        return f"{path} has {path.stat().st_size} bytes, expected {entry.size}"
+    if entry.sha256:
+        digest = sha256_of(path)
+        if not digest.startswith(entry.sha256.lower()):
+            return f"{path} sha256 {digest[:16]}… does not match expected {entry.sha256[:16]}…"
+    return None
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    path: Path | None = None
+
+
+def verify(name: str) -> Check:
+    """Hash and size check of the located file (dirs: required files present)."""
+    entry = get(name)
+    path = locate(name)
+    if path is None:
+        return Check(name, False, available(name) or "missing")
+    if entry.kind != "file":
+        return Check(name, True, "present (folder; no checksum defined)", path)
+    problem = _check_file(entry, path)
+    if problem:
+        return Check(name, False, f"{problem}. Fix: delete it and {fix_command(name)}", path)
+    detail = "sha256 ok" if entry.sha256 else "present (no published sha256 to check against)"
+    return Check(name, True, detail, path)
+
+
+# ---- getting files: fetch (connected machine) and import (air-gapped machine) ---------------
+
+def offline_reason() -> str | None:
+    for var in ("MOTIONGRID_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{var}={os.environ[var]}"
+    return None
+
+
+def _probe(host: str, timeout: float = 5.0) -> str | None:
+    """Fail fast instead of letting a library retry for ~30 s: one TCP connect to the host."""
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return None
+    except OSError as exc:
+        return f"cannot reach {host} ({exc.__class__.__name__}: {exc})"
+
+
+def _ensure_online(entry: WeightFile) -> None:
+    host = urllib.parse.urlparse(entry.url).hostname if entry.url else "huggingface.co"
+    reason = offline_reason() or _probe(host)
+    if reason:
+        raise WeightsOffline(
+            f"cannot fetch {entry.name!r} from {entry.source}: offline ({reason}). On a machine "
+            f"with network run `motiongrid weights fetch {entry.name} --into DIR`, copy DIR here, "
+            f"then `motiongrid weights import DIR`")
+
+
+def _atomic_copy_file(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _atomic_copy_dir(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp, symlinks=False)
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+
+
+def _download_url(url: str, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _single_top_folder(root: Path) -> Path:
+    children = [p for p in root.iterdir() if not p.name.startswith(".")]
+    return children[0] if len(children) == 1 and children[0].is_dir() else root
+
+
+def _stage_name(entry: WeightFile) -> str:
+    """Name of the entry's file/folder inside a transfer DIR (DIR/<entry name>/<this>)."""
+    return entry.target().name
+
+
+def fetch(name: str, into: str | Path | None = None) -> Path:
+    """Download ``name`` to its target, or to ``into/<name>/`` for carrying to another machine.
+    Checks size/sha256 where known. Raises WeightsOffline quickly when offline."""
+    entry = get(name)
+    dst = Path(into) / entry.name / _stage_name(entry) if into else entry.target()
+    _ensure_online(entry)
+    if entry.kind == "file" and entry.url:
+        _download_url(entry.url, dst)
+    elif entry.kind == "file":
+        from huggingface_hub import hf_hub_download
+
+        got = Path(hf_hub_download(entry.repo_id, entry.filename, revision=entry.revision,
+                                   local_dir=dst.parent))
+        if got != dst:
+            os.replace(got, dst)
+    elif entry.kind == "hf_repo":
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(entry.repo_id, revision=entry.revision, local_dir=dst,
+                          allow_patterns=list(entry.allow_patterns) if entry.allow_patterns else None)
+    else:  # 'dir' from a zip archive (torch.hub repo copies come as GitHub archive zips)
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "archive.zip"
+            _download_url(entry.url, archive)
+            with zipfile.ZipFile(archive) as zf:
+                zf.extractall(Path(tmp) / "x")
+            _atomic_copy_dir(_single_top_folder(Path(tmp) / "x"), dst)
+    if entry.kind == "file":
+        problem = _check_file(entry, dst)
+        if problem:
+            dst.unlink(missing_ok=True)
+            raise WeightsMissing(f"downloaded {entry.name!r} from {entry.source} but {problem}; file removed")
+    problem = _present(entry, dst)
+    if problem:
+        raise WeightsMissing(f"fetched {entry.name!r} from {entry.source} but {problem}")
+    return dst
+
+
+@dataclass
+class ImportResult:
+    name: str
+    status: Literal["installed", "skipped", "rejected", "absent"]
+    detail: str
+
+
+def _import_candidates(entry: WeightFile, root: Path) -> list[Path]:
+    stage = _stage_name(entry)
+    return [root / entry.name / stage, root / entry.name, root / stage]
+
+
+def import_dir(directory: str | Path, overwrite: bool = False) -> list[ImportResult]:
+    """Install weights copied from a connected machine. For each registered entry, DIR may hold
+    ``DIR/<name>/<target file or folder name>`` (what ``fetch --into DIR`` writes),
+    ``DIR/<name>`` itself, or ``DIR/<target file or folder name>``. Files are checked
+    (size, sha256 where known) before they are copied to the entry's target."""
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"weights import: {root} is not a folder")
+    results = []
+    for entry in entries():
+        src = None
+        for cand in _import_candidates(entry, root):
+            if entry.kind == "file" and cand.is_file():
+                src = cand
+                break
+            if entry.kind != "file" and cand.is_dir() and _present(entry, cand) is None:
+                src = cand
+                break
+        if src is None:
+            results.append(ImportResult(entry.name, "absent", f"not in {root}"))
+            continue
+        target = entry.target()
+        if entry.kind == "file":
+            problem = _check_file(entry, src)
+            if problem:
+                results.append(ImportResult(entry.name, "rejected", problem))
+                continue
+        if _present(entry, target) is None and not overwrite:
+            results.append(ImportResult(entry.name, "skipped", f"already at {target} (use --overwrite to replace)"))
+            continue
+        try:
+            (_atomic_copy_file if entry.kind == "file" else _atomic_copy_dir)(src, target)
+        except OSError as exc:
+            results.append(ImportResult(entry.name, "rejected", f"cannot write {target}: {exc}"))
+            continue
+        results.append(ImportResult(entry.name, "installed", f"{src} -> {target}"))
+    return results
+
+
+# ---- built-in entries ---------------------------------------------------------------------
+
+COTRACKER_REPO = "facebookresearch/co-tracker"
+
+register(WeightFile(
+    name="lpips-alexnet",
+    description="torchvision AlexNet ImageNet weights, the LPIPS(net='alex') backbone",
+    url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    sha256="7be5be79",  # torch.hub's file-name hash prefix; the full digest is not published
+    target=torch_hub_checkpoint("alexnet-owt-7be5be79.pth"),
+    used_by=("metrics.lpips",),
+))
+
+register(WeightFile(
+    name="cleanfid-inception",
+    description="clean-fid's TorchScript Inception-v3 (TF 2015-12-05 port) for FID",
+    url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
+    target=lambda: cleanfid_dir() / "inception-2015-12-05.pt",
+    used_by=("metrics.fid",),
+))
+
+register(WeightFile(
+    name="openclip-vit-b-32-openai",
+    description="open_clip ViT-B-32 with OpenAI weights (QuickGELU), for CLIP text alignment "
+                "and temporal consistency",
+    repo_id="timm/vit_base_patch32_clip_224.openai",
+    filename="open_clip_model.safetensors",
+    target=lambda: weights_home() / "open_clip" / "ViT-B-32-openai" / "open_clip_model.safetensors",
+    alternatives=hf_cache_file("timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors"),
+    used_by=("metrics.clip",),
+))
+
+register(WeightFile(
+    name="cotracker3-offline",
+    description="CoTracker3 offline checkpoint (scaled_offline.pth) for torch.hub cotracker3_offline",
+    url="https://huggingface.co/facebook/cotracker3/resolve/main/scaled_offline.pth",
+    target=torch_hub_checkpoint("scaled_offline.pth"),
+    used_by=("metrics.motion",),
+))
+
+register(WeightFile(
+    name="cotracker-hub-repo",
+    description="copy of the facebookresearch/co-tracker repo (main) that torch.hub loads the "
+                "cotracker3_offline entrypoint from",
+    url="https://github.com/facebookresearch/co-tracker/archive/refs/heads/main.zip",
+    kind="dir",
+    required=("hubconf.py", "cotracker"),
+    target=lambda: torch_hub_dir() / "facebookresearch_co-tracker_main",
+    used_by=("metrics.motion",),
+))
+
+
+# ---- command line ---------------------------------------------------------------------------
+
+def _fmt_size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _cmd_list(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="motiongrid weights")
+    for col in ("name", "status", "location", "size", "sha256", "used by"):
+        table.add_column(col, overflow="fold")
+    for entry in entries():
+        path = locate(entry.name)
+        shown = path or entry.target()
+        size = None
+        if path is not None and path.is_file():
+            size = path.stat().st_size
+        status = "[green]available[/green]" if path else "[red]missing[/red]"
+        table.add_row(entry.name, status, str(shown), _fmt_size(size if size is not None else entry.size),
+                      (entry.sha256[:12] + ("…" if len(entry.sha256) > 12 else "")) if entry.sha256 else "-",
+                      ", ".join(entry.used_by))
+    Console().print(table)
+    if any(locate(e.name) is None for e in entries(load_all=False)):
+        Console().print("missing: `motiongrid weights fetch NAME` (network) or `motiongrid weights import DIR`")
+    return 0
+
+
+def _cmd_fetch(args) -> int:
+    names = [e.name for e in entries()] if args.name == "all" else [args.name]
+    failed = 0
+    for name in names:
+        try:
+            get(name)
+            if not args.into and locate(name) is not None and not args.force:
+                print(f"{name}: already available at {locate(name)}")
+                continue
+            print(f"{name}: fetched to {fetch(name, into=args.into)}")
+        except (WeightsMissing, KeyError, OSError) as exc:
+            failed += 1
+            print(f"{name}: FAILED: {exc.args[0] if exc.args else exc}")
+            if isinstance(exc, WeightsOffline):
+                break  # every other entry would fail the same way
+    return 1 if failed else 0
+
+
+def _cmd_verify(args) -> int:
+    names = args.names or [e.name for e in entries()]
+    bad = 0
+    for name in names:
+        try:
+            check = verify(name)
+        except KeyError as exc:
+            print(f"{name}: {exc.args[0]}")
+            bad += 1
+            continue
+        bad += not check.ok
+        print(f"{name}: {'ok' if check.ok else 'FAIL'}: {check.detail}")
+    return 1 if bad else 0
+
+
+def _cmd_import(args) -> int:
+    try:
+        results = import_dir(args.dir, overwrite=args.overwrite)
+    except FileNotFoundError as exc:
+        print(exc)
+        return 2
+    for r in results:
+        print(f"{r.name}: {r.status}: {r.detail}")
+    return 1 if any(r.status == "rejected" for r in results) else 0
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser("weights", help="list, fetch, verify or import weight files")
+    sub = p.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
+    sp = sub.add_parser("list", help="table of every registered weight file and whether it is here")
+    sp.set_defaults(func=_cmd_list)
+    sp = sub.add_parser("fetch", help="download NAME (or 'all') on a machine with network")
+    sp.add_argument("name")
+    sp.add_argument("--into", metavar="DIR", help="write to DIR/<name>/ for `weights import DIR` elsewhere")
+    sp.add_argument("--force", action="store_true", help="download even if already available")
+    sp.set_defaults(func=_cmd_fetch)
+    sp = sub.add_parser("verify", help="check sizes and sha256 of the files present")
+    sp.add_argument("names", nargs="*")
+    sp.set_defaults(func=_cmd_verify)
+    sp = sub.add_parser("import", help="install weight files copied from another machine")
+    sp.add_argument("dir")
+    sp.add_argument("--overwrite", action="store_true")
+    sp.set_defaults(func=_cmd_import)
