@@ -1,0 +1,100 @@
+"""run.json: everything needed to reproduce or question a run's numbers."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+from motiongrid import __version__
+
+TRACKED_PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "torchmetrics", "lpips",
+                    "clean-fid", "open_clip_torch", "av", "opencv-python-headless", "numpy", "scipy")
+
+
+def package_versions() -> dict[str, str | None]:
+    out = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state() -> tuple[str | None, bool | None]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=5).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, timeout=5).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return sha, dirty if sha else None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def device_info(device: torch.device) -> dict:
+    info = {"device": str(device), "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    else:
+        info["cpu_count"] = os.cpu_count()
+    return info
+
+
+def write_run_json(out: Path, *, config, source, device, clips, variants, metrics, unavailable,
+                   finished: bool, cells: dict | None, reference_videos: dict) -> Path:
+    path = Path(out) / "run.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    sha, dirty = git_state()
+    invocations = previous.get("invocations", [])
+    if not finished:
+        invocations.append({"started_at": _now(), "git_sha": sha, "git_dirty": dirty})
+    metric_info = {}
+    for m in metrics:
+        metric_info[m.name] = {"higher_is_better": m.higher_is_better, "available": True, "reason": None,
+                               "preprocessing": m.preprocessing(), "options": m.options,
+                               "description": m.description}
+    from motiongrid.registry import metrics as registry
+
+    for name, reason in unavailable.items():
+        cls = registry.get(name)
+        metric_info[name] = {"higher_is_better": cls.higher_is_better, "available": False,
+                             "reason": reason, "description": cls.description}
+    data = {
+        "motiongrid_version": __version__,
+        "git_sha": sha,
+        "git_dirty": dirty,
+        "started_at": previous.get("started_at") or _now(),
+        "finished_at": _now() if finished else None,
+        "invocations": invocations,
+        "config_path": source,
+        "config": config.model_dump(mode="json"),
+        "seeds": config.seeds,
+        **device_info(device),
+        "versions": package_versions(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "clip_set": {"name": config.clips.set, "options": config.clips.options,
+                     "clips": [{"id": c.id, "hash": c.content_hash, "prompt": c.prompt} for c in clips]},
+        "reference_videos": reference_videos,
+        "metrics": metric_info,
+        "methods": {v.label: {"method": v.method, "params": v.params.model_dump(mode="json"),
+                              "task": v.method_cls.task} for v in variants},
+        "cells": cells,
+    }
+    tmp = path.with_name("run.json.part")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,27 @@
+"""Baselines that need no model: the motion-fidelity ceiling and floor."""
+from __future__ import annotations
+
+from motiongrid.api import Method
+from motiongrid.datasets.video import Video
+from motiongrid.registry import methods
+
+
+@methods.register("reference")
+class ReferenceBaseline(Method):
+    """Returns the reference clip itself: every reference metric's best possible value."""
+    task = "baseline"
+    description = "returns the reference clip (motion-fidelity ceiling)"
+
+    def generate(self, clip, params, seed) -> Video:
+        return Video(clip.frames.clone(), clip.video.fps)
+
+
+@methods.register("static")
+class StaticBaseline(Method):
+    """Repeats the first reference frame: right appearance, zero motion."""
+    task = "baseline"
+    description = "repeats the first reference frame (zero motion)"
+
+    def generate(self, clip, params, seed) -> Video:
+        frames = clip.frames
+        return Video(frames[:1].expand_as(frames).clone(), clip.video.fps)
