@@ -9,6 +9,7 @@ import sys
 # Modules that contribute subcommands (each defines register_cli(subparsers)).
 COMMAND_MODULES = [
     "motiongrid.runner",
+    "motiongrid.score",
     "motiongrid.weights",
 ]
 

@@ -90,6 +90,11 @@ def to_0_255(frames: torch.Tensor) -> torch.Tensor:
     return frames.float() * 255.0
 
 
+def to_uint8_hwc(frames: torch.Tensor) -> np.ndarray:
+    """[0,1] float (T,3,H,W) -> uint8 numpy (T,H,W,3) (OpenCV, PIL and clean-fid take images so)."""
+    return np.ascontiguousarray(to_uint8(frames).permute(0, 2, 3, 1).numpy())
+
+
 def resize_frames(frames: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
     """Resize (T,3,H,W) to (h, w) with antialiasing when shrinking."""
     if tuple(frames.shape[-2:]) == tuple(size):
@@ -97,6 +102,14 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int], mode: str = "bili
     kwargs = {"antialias": True} if mode in ("bilinear", "bicubic") else {}
     out = torch.nn.functional.interpolate(frames, size=tuple(size), mode=mode, **kwargs)
     return out.clamp(0, 1)
+
+
+def resample_frames(frames: torch.Tensor, count: int) -> torch.Tensor:
+    """Temporal resampling to ``count`` frames by nearest index, spread uniformly
+    (``sample_frame_indices``); no frame blending, so every output frame is a real frame."""
+    if frames.shape[0] == count:
+        return frames
+    return frames[sample_frame_indices(int(frames.shape[0]), count)]
 
 
 def sample_frame_indices(total: int, count: int) -> list[int]:

@@ -1,0 +1,273 @@
+"""``motiongrid score``: score videos made elsewhere against their references.
+
+    motiongrid score --reference PATH --generated PATH [--prompts FILE] [--metrics psnr,ssim,...]
+                     [--tracker gt|lk|cotracker|auto] [--resample MODE] [--json OUT]
+
+PATH is a video file, a folder of image frames (one video), or a folder of videos / frame
+folders. Pairs are matched by file stem; with a single file on each side they pair whatever
+their names. Reference ground-truth tracks (for ``--tracker gt``) are read from
+``<stem>.tracks.npz`` (or ``<stem>.npz``) beside the reference: ``tracks`` (T, N, 2) as (x, y)
+pixels and optional ``visibility`` (T, N) — what ``motiongrid clips make`` writes. Prompts come
+from ``--prompts`` (JSON/YAML mapping stem -> prompt, a CSV/YAML manifest with id + prompt, or a
+.txt holding the one prompt of a single pair), else from a ``manifest.yaml``/``manifest.csv`` in
+the reference folder.
+
+``--json`` writes ``{"per_clip": [{"clip", "reference", "generated", "<metric>": value, ...,
+"errors": {...}}], "mean": {...}, "set": {...}, "unavailable": {"<metric>": "<reason>"},
+"preprocessing": {...}}``. Metrics returning several numbers appear as ``<metric>.<key>``.
+Non-finite numbers (PSNR of identical frames) are the strings "inf"/"-inf"/"nan". ``set``
+holds set-level values over all pairs (FID over the pooled frames of every clip — the FID to
+compare methods with; per-clip FIDs are flagged unstable).
+
+Frame-count or size mismatches stop the command with both file names unless ``--resample``
+says how to align them.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import yaml
+
+from motiongrid.datasets.clip import Clip, file_digest
+from motiongrid.datasets.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoError, read_video
+from motiongrid.registry import UnknownName, metrics as metric_registry
+from motiongrid.scoring import build_metrics, json_value, mean_values, score_video
+
+RESAMPLE_MODES = ("none", "reference-to-generated", "generated-to-reference")
+
+
+class ScoreError(ValueError):
+    """A problem with the inputs of ``motiongrid score``; the message names the files."""
+
+
+# ---- inputs ----------------------------------------------------------------------------------
+
+def _is_frame_folder(path: Path) -> bool:
+    return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir() if p.is_file())
+
+
+def discover(path: Path, side: str) -> dict[str, Path]:
+    """stem -> video path (file or frame folder) under ``path``."""
+    if not path.exists():
+        raise ScoreError(f"--{side} {path}: not found")
+    if path.is_file():
+        if path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise ScoreError(f"--{side} {path}: not a video ({', '.join(VIDEO_SUFFIXES)})")
+        return {path.stem: path}
+    videos = {p.stem: p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES}
+    folders = {p.name: p for p in sorted(path.iterdir()) if _is_frame_folder(p)}
+    if not videos and not folders and _is_frame_folder(path):
+        return {path.name: path}  # the folder itself is one video's frames
+    clash = sorted(set(videos) & set(folders))
+    if clash:
+        raise ScoreError(f"--{side} {path}: {clash} exist both as a video file and a frame folder")
+    found = {**videos, **folders}
+    if not found:
+        raise ScoreError(f"--{side} {path}: no videos ({', '.join(VIDEO_SUFFIXES)}) or frame folders")
+    return found
+
+
+def pair_up(reference: dict[str, Path], generated: dict[str, Path]) -> list[tuple[str, Path, Path]]:
+    if len(reference) == 1 and len(generated) == 1:
+        (stem, ref), (_, gen) = next(iter(reference.items())), next(iter(generated.items()))
+        return [(stem, ref, gen)]
+    common = sorted(set(reference) & set(generated))
+    if not common:
+        raise ScoreError(f"no file stems in common between reference ({sorted(reference)[:5]}…) "
+                         f"and generated ({sorted(generated)[:5]}…)")
+    for side, names in (("reference", set(reference) - set(common)), ("generated", set(generated) - set(common))):
+        if names:
+            warnings.warn(f"{len(names)} {side} videos have no partner and are skipped: {sorted(names)[:10]}")
+    return [(stem, reference[stem], generated[stem]) for stem in common]
+
+
+def load_prompts(path: Path | None, reference_root: Path, pairs) -> dict[str, str]:
+    if path is None:
+        folder = reference_root if reference_root.is_dir() else reference_root.parent
+        for name in ("manifest.yaml", "manifest.yml", "manifest.csv"):
+            if (folder / name).is_file():
+                path = folder / name
+                break
+        else:
+            return {}
+    if not path.is_file():
+        raise ScoreError(f"--prompts {path}: not found")
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        if len(pairs) != 1:
+            raise ScoreError(f"--prompts {path}: a .txt holds one prompt, but there are {len(pairs)} pairs; "
+                             f"use a JSON/YAML mapping stem -> prompt")
+        return {pairs[0][0]: path.read_text().strip()}
+    if suffix == ".csv":
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    elif suffix in (".json", ".yaml", ".yml"):
+        data = json.loads(path.read_text()) if suffix == ".json" else yaml.safe_load(path.read_text())
+        if isinstance(data, dict) and "clips" in data:
+            data = data["clips"]
+        if isinstance(data, dict):
+            return {str(k): str(v) for k, v in data.items()}
+        rows = data
+    else:
+        raise ScoreError(f"--prompts {path}: expected .json, .yaml, .csv or .txt")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "prompt" in r for r in rows):
+        raise ScoreError(f"--prompts {path}: expected a mapping stem -> prompt, or rows with 'id' and 'prompt'")
+    out = {}
+    for r in rows:
+        key = r.get("id") or r.get("clip") or (Path(str(r["path"])).stem if r.get("path") else None)
+        if key is None:
+            raise ScoreError(f"--prompts {path}: row {r} has no 'id'")
+        out[str(key)] = str(r["prompt"])
+    return out
+
+
+def load_tracks_beside(video: Path) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    from motiongrid.datasets.folder import load_tracks
+
+    base = video if video.is_dir() else video.with_suffix("")
+    for cand in (base.parent / f"{base.name}.tracks.npz", base.parent / f"{base.name}.npz"):
+        if cand.is_file():
+            return load_tracks(cand)
+    return None, None
+
+
+def reference_clip(stem: str, path: Path, prompt: str) -> Clip:
+    tracks, vis = load_tracks_beside(path)
+    return Clip(id=stem, prompt=prompt, loader=lambda p=path: read_video(p), source_hash=file_digest(path),
+                tracks=tracks, visibility=vis, meta={"path": str(path)})
+
+
+# ---- scoring -------------------------------------------------------------------------------
+
+def run_score(reference: Path, generated: Path, metric_names: list[str] | None = None,
+              prompts: Path | None = None, tracker: str = "auto", resample: str | None = None,
+              device: str = "cpu", cache_dir: str | None = None, cache: bool = True) -> dict:
+    """Score every matched pair; returns the JSON-ready result (see module doc)."""
+    from motiongrid.metrics._common import AlignmentError
+
+    pairs = pair_up(discover(Path(reference), "reference"), discover(Path(generated), "generated"))
+    prompt_map = load_prompts(Path(prompts) if prompts else None, Path(reference), pairs)
+    names = metric_names or metric_registry.names()
+    common = {"resample": None if resample in (None, "none") else resample, "tracker": tracker,
+              "cache_dir": cache_dir, "cache": cache}
+    try:
+        ready, unavailable = build_metrics(names, common=common)
+    except UnknownName as exc:
+        raise ScoreError(str(exc)) from None
+    except (TypeError, ValueError) as exc:
+        raise ScoreError(f"metric options: {exc}") from None
+    if not any(prompt_map.get(stem) for stem, _, _ in pairs):
+        for m in [m for m in ready if "prompt" in m.needs]:
+            unavailable[m.name] = (f"{m.name}: no prompts for any pair; pass --prompts FILE "
+                                   f"(JSON mapping stem -> prompt) or put a manifest.yaml beside the references")
+            ready.remove(m)
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    for m in list(ready):
+        try:
+            m.prepare(dev)
+        except Exception as exc:  # e.g. a weight file that is present but cannot be loaded
+            unavailable[m.name] = f"{m.name}: failed to load: {type(exc).__name__}: {exc}"
+            ready.remove(m)
+
+    rows, clips = [], []
+    for stem, ref_path, gen_path in pairs:
+        clip = reference_clip(stem, ref_path, prompt_map.get(stem, ""))
+        try:
+            video = read_video(gen_path)
+        except VideoError as exc:
+            raise ScoreError(str(exc)) from None
+        try:
+            values, errors = score_video(ready, video, clip, reraise=(AlignmentError, VideoError))
+        except AlignmentError as exc:
+            raise ScoreError(f"generated {gen_path} vs reference {ref_path}: {exc}") from None
+        except VideoError as exc:
+            raise ScoreError(str(exc)) from None
+        row = {"clip": stem, "reference": str(ref_path), "generated": str(gen_path), **values}
+        if errors:
+            row["errors"] = errors
+        rows.append(row)
+        clips.append((gen_path, clip))
+        clip.release()
+
+    set_level = {}
+    for m in ready:
+        if hasattr(m, "score_set") and len(pairs) > 0:
+            try:
+                set_level[m.name] = m.score_set((read_video(g), c) for g, c in clips)
+            except Exception as exc:
+                set_level[m.name] = {"error": f"{type(exc).__name__}: {exc}"}
+    metric_keys = [{k: v for k, v in r.items() if k not in ("clip", "reference", "generated", "errors")} for r in rows]
+    return {
+        "per_clip": rows,
+        "mean": mean_values(metric_keys),
+        "set": set_level,
+        "unavailable": unavailable,
+        "preprocessing": {m.name: m.preprocessing() for m in ready},
+        "settings": {"reference": str(reference), "generated": str(generated), "metrics": names,
+                     "tracker": tracker, "resample": resample or "none", "device": str(dev)},
+    }
+
+
+def _print(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    keys = list(result["mean"])
+    table = Table(title="motiongrid score")
+    table.add_column("clip")
+    for k in keys:
+        table.add_column(k, justify="right")
+    fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
+    for row in result["per_clip"]:
+        table.add_row(row["clip"], *[fmt(row.get(k)) for k in keys])
+    table.add_row("[bold]mean[/bold]", *[fmt(result["mean"].get(k)) for k in keys])
+    console.print(table)
+    for name, value in result["set"].items():
+        console.print(f"set-level {name}: {value}")
+    for row in result["per_clip"]:
+        for name, err in row.get("errors", {}).items():
+            console.print(f"[yellow]{row['clip']}: {name} failed: {err}[/yellow]")
+    for name, reason in result["unavailable"].items():
+        console.print(f"[red]unavailable[/red] {name}: {reason}")
+
+
+def _cmd_score(args) -> int:
+    names = [n.strip() for n in args.metrics.split(",") if n.strip()] if args.metrics else None
+    try:
+        result = run_score(Path(args.reference), Path(args.generated), names, args.prompts, args.tracker,
+                           args.resample, args.device, args.cache_dir, not args.no_cache)
+    except ScoreError as exc:
+        print(f"motiongrid score: {exc}", file=sys.stderr)
+        return 2
+    _print(result)
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(json_value(result), indent=2, allow_nan=False))
+        print(f"wrote {out}")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser("score", help="score generated videos against references (no run needed)",
+                              description=__doc__.split("\n\n")[1] if __doc__ else None)
+    p.add_argument("--reference", required=True, help="reference video, frame folder, or folder of them")
+    p.add_argument("--generated", required=True, help="generated video, frame folder, or folder of them")
+    p.add_argument("--prompts", help="JSON/YAML mapping stem -> prompt, a manifest (CSV/YAML), or a .txt")
+    p.add_argument("--metrics", help="comma-separated (default: all registered)")
+    p.add_argument("--tracker", default="auto", choices=("auto", "gt", "lk", "cotracker"),
+                   help="point tracker for motion_fidelity (auto: cotracker if its weights are here, else lk)")
+    p.add_argument("--resample", default="none", choices=RESAMPLE_MODES,
+                   help="how to align frame counts/sizes that differ (default: error)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--cache-dir", help="reference feature cache (default $MOTIONGRID_CACHE/features)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    p.set_defaults(func=_cmd_score)

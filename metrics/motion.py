@@ -1,0 +1,300 @@
+"""``motion_fidelity``: how well the generated video's point motion matches the reference's
+(DMT's motion-fidelity score, ../shared/docs/methods.md), from point tracks.
+
+Score. For each track, frame-to-frame displacements d_t = x_{t+1} - x_t. A displacement is
+*static* when |d_t| < ``static_px`` (default 0.5 px at the tracked resolution); otherwise it is
+normalised to unit length. Per frame step, two tracks agree by:
+
+    both moving: cos(d_n, d_m)      both static: 1      one static, one moving: 0
+
+(no division by zero, so no NaN: a point at rest agrees with a point at rest, and a point that
+moves does not agree with one that does not). A step counts only when both tracks are visible
+at t and t+1. sim(n, m) = mean of the counted steps; pairs with no counted step are left out,
+and so is a track with no pair.
+
+Result keys:
+- ``symmetric`` — the paper's form: ½·[mean_m max_n sim(n,m) + mean_n max_m sim(n,m)].
+- ``dmt_one_way`` — DMT's released code: mean over generated tracks m of max over reference
+  tracks n of sim(n,m), without the identity matrix the code subtracts (a leftover).
+- ``n_reference`` / ``n_generated`` — tracks that entered the score.
+Identical motion gives 1; exactly opposite motion gives -1.
+
+Trackers (option ``tracker``; ``preprocessing()`` records the one used):
+- ``cotracker`` — CoTracker3 offline via torch.hub from a local repo copy + checkpoint
+  (weights ``cotracker-hub-repo`` and ``cotracker3-offline``), ``grid_size``² points on frame 0,
+  input 0..255 (``to_0_255``). Never fetched from GitHub at scoring time.
+- ``lk`` — OpenCV pyramidal Lucas–Kanade, frame to frame from a ``grid_size``² grid on frame 0,
+  no weights. A point is lost (invisible from then on) when LK fails, it leaves the frame, or
+  its forward-backward error exceeds ``lk_fb_px``.
+- ``gt`` — the reference side uses the clip's ground-truth tracks. A generated video has no
+  ground truth, so its side is tracked by the best available tracker (cotracker, else lk)
+  FROM THE GROUND-TRUTH FRAME-0 POINTS (those visible at frame 0). Identical videos then score
+  ~1 (≥0.95 on the shapes clips), not exactly 1: the tracker's error enters on one side only.
+- ``auto`` — cotracker when available, else lk.
+Both sides of ``lk``/``cotracker`` use the same tracker and grid, so identical videos give
+identical tracks and exactly 1. Reference tracks are cached by clip hash + tracker settings.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from motiongrid import weights
+from motiongrid.datasets.clip import Clip
+from motiongrid.datasets.video import Video, to_0_255, to_uint8_hwc
+from motiongrid.metrics._common import BaseMetric, align, check_choice, reference_settings
+from motiongrid.registry import metrics
+
+TRACKERS = ("auto", "cotracker", "lk", "gt")
+COTRACKER_WEIGHTS = ("cotracker-hub-repo", "cotracker3-offline")
+COTRACKER_ENTRYPOINT = "cotracker3_offline"
+
+
+# ---- the score -----------------------------------------------------------------------------
+
+def track_similarity(ref_tracks: torch.Tensor, ref_vis: torch.Tensor, gen_tracks: torch.Tensor,
+                     gen_vis: torch.Tensor, static_px: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """sim (N, M) and a mask (N, M) of defined pairs; rules in the module doc."""
+    if ref_tracks.shape[0] != gen_tracks.shape[0]:
+        raise ValueError(f"motion_fidelity: reference tracks have {ref_tracks.shape[0]} frames, "
+                         f"generated {gen_tracks.shape[0]}")
+    if ref_tracks.shape[0] < 2:
+        raise ValueError("motion_fidelity: tracks need at least 2 frames")
+
+    def steps(tracks, vis):
+        tracks = tracks.double()
+        d = tracks[1:] - tracks[:-1]                                  # (T-1, K, 2)
+        norm = d.norm(dim=-1)
+        moving = norm >= static_px
+        unit = torch.where(moving[..., None], d / norm.clamp(min=1e-12)[..., None], torch.zeros_like(d))
+        valid = (vis[1:] & vis[:-1]).double()
+        return unit, moving.double(), valid
+
+    ur, mr, vr = steps(ref_tracks, ref_vis.bool())
+    ug, mg, vg = steps(gen_tracks, gen_vis.bool())
+    both_moving = torch.einsum("tnd,tmd->nm", ur * (vr * mr)[..., None], ug * (vg * mg)[..., None])
+    both_static = torch.einsum("tn,tm->nm", vr * (1 - mr), vg * (1 - mg))
+    count = torch.einsum("tn,tm->nm", vr, vg)
+    defined = count > 0
+    sim = torch.where(defined, (both_moving + both_static) / count.clamp(min=1), torch.zeros_like(count))
+    return sim.clamp(-1.0, 1.0), defined
+
+
+def motion_fidelity(ref_tracks: torch.Tensor, ref_vis: torch.Tensor, gen_tracks: torch.Tensor,
+                    gen_vis: torch.Tensor, static_px: float = 0.5) -> dict[str, float]:
+    """Both variants of DMT's motion fidelity from (T, N, 2)/(T, N) and (T, M, 2)/(T, M) tracks."""
+    sim, defined = track_similarity(ref_tracks, ref_vis, gen_tracks, gen_vis, static_px)
+    masked = torch.where(defined, sim, torch.full_like(sim, -torch.inf))
+    gen_ok = defined.any(0)          # generated tracks with at least one defined pair
+    ref_ok = defined.any(1)
+    if not gen_ok.any():
+        raise ValueError("motion_fidelity: no pair of reference and generated tracks is visible over a "
+                         "common frame step; nothing to compare")
+    best_ref_per_gen = masked.max(0).values[gen_ok]     # max over reference tracks n
+    best_gen_per_ref = masked.max(1).values[ref_ok]     # max over generated tracks m
+    one_way = float(best_ref_per_gen.mean())
+    return {"symmetric": 0.5 * (one_way + float(best_gen_per_ref.mean())), "dmt_one_way": one_way,
+            "n_reference": float(ref_ok.sum()), "n_generated": float(gen_ok.sum())}
+
+
+# ---- trackers ------------------------------------------------------------------------------
+
+def grid_points(height: int, width: int, grid_size: int) -> torch.Tensor:
+    """grid_size² (x, y) points, evenly spaced with half a cell of margin."""
+    xs = (torch.arange(grid_size, dtype=torch.float64) + 0.5) * width / grid_size - 0.5
+    ys = (torch.arange(grid_size, dtype=torch.float64) + 0.5) * height / grid_size - 0.5
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx.flatten(), yy.flatten()], -1).float()
+
+
+def lk_track(frames: torch.Tensor, queries: torch.Tensor, win: int = 15, levels: int = 3,
+             fb_px: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """OpenCV pyramidal LK from frame-0 ``queries`` (N, 2) through (T, 3, H, W) [0,1] frames.
+    Returns tracks (T, N, 2) float32 and visibility (T, N) bool."""
+    import cv2
+
+    gray = [cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) for img in to_uint8_hwc(frames)]
+    h, w = gray[0].shape
+    n = queries.shape[0]
+    pts = queries.numpy().astype(np.float32).reshape(-1, 1, 2)
+    alive = np.ones(n, dtype=bool)
+    tracks = np.zeros((len(gray), n, 2), dtype=np.float32)
+    vis = np.zeros((len(gray), n), dtype=bool)
+    tracks[0], vis[0] = pts[:, 0], True
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
+    kw = dict(winSize=(win, win), maxLevel=levels, criteria=criteria)
+    for t in range(1, len(gray)):
+        nxt, st, _ = cv2.calcOpticalFlowPyrLK(gray[t - 1], gray[t], pts, None, **kw)
+        back, st_b, _ = cv2.calcOpticalFlowPyrLK(gray[t], gray[t - 1], nxt, None, **kw)
+        fb = np.linalg.norm(back[:, 0] - pts[:, 0], axis=-1)
+        inside = (nxt[:, 0, 0] >= 0) & (nxt[:, 0, 0] <= w - 1) & (nxt[:, 0, 1] >= 0) & (nxt[:, 0, 1] <= h - 1)
+        ok = st[:, 0].astype(bool) & st_b[:, 0].astype(bool) & (fb < fb_px) & inside & np.isfinite(fb)
+        alive &= ok
+        pts = np.where(alive[:, None, None], nxt, pts)   # a lost point stays where it was lost
+        tracks[t], vis[t] = pts[:, 0], alive
+    return torch.from_numpy(tracks), torch.from_numpy(vis)
+
+
+def _hub_dependencies(repo: Path) -> list[str]:
+    """The ``dependencies`` list a torch.hub repo declares in hubconf.py (read, not executed)."""
+    try:
+        tree = ast.parse((repo / "hubconf.py").read_text())
+    except (OSError, SyntaxError):
+        return []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "dependencies" for t in node.targets):
+            try:
+                return [str(x) for x in ast.literal_eval(node.value)]
+            except ValueError:
+                return []
+    return []
+
+
+def cotracker_available() -> str | None:
+    for name in COTRACKER_WEIGHTS:
+        reason = weights.available(name)
+        if reason:
+            return reason
+    repo = weights.locate("cotracker-hub-repo")
+    missing = [d for d in _hub_dependencies(repo) if importlib.util.find_spec(d) is None]
+    if missing:
+        return f"CoTracker's hub repo needs {', '.join(missing)}. Fix: `pip install {' '.join(missing)}`"
+    return None
+
+
+_COTRACKER: dict[str, torch.nn.Module] = {}
+
+
+def load_cotracker(device: torch.device) -> torch.nn.Module:
+    """CoTracker3 offline from the local repo copy; its hubconf loads the checkpoint through
+    torch.hub.load_state_dict_from_url, which finds it in torch.hub's checkpoints folder."""
+    key = str(device)
+    if key not in _COTRACKER:
+        repo = weights.require("cotracker-hub-repo")
+        weights.require("cotracker3-offline")
+        model = torch.hub.load(str(repo), COTRACKER_ENTRYPOINT, source="local", trust_repo=True)
+        _COTRACKER[key] = model.eval().to(device)
+    return _COTRACKER[key]
+
+
+@torch.no_grad()
+def cotracker_track(model: torch.nn.Module, frames: torch.Tensor, device: torch.device,
+                    grid_size: int | None = None, queries: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    video = to_0_255(frames)[None].to(device)                       # (1, T, 3, H, W) 0..255
+    if queries is not None:
+        q = torch.cat([torch.zeros(len(queries), 1), queries.float()], -1)[None].to(device)  # (t, x, y)
+        tracks, vis = model(video, queries=q)
+    else:
+        tracks, vis = model(video, grid_size=grid_size)
+    vis = vis[0]
+    if vis.ndim == 3:  # some versions return (B, T, N, 1)
+        vis = vis[..., 0]
+    return tracks[0].float().cpu(), (vis > 0.5 if vis.is_floating_point() else vis.bool()).cpu()
+
+
+# ---- the metric ----------------------------------------------------------------------------
+
+@metrics.register("motion_fidelity")
+class MotionFidelity(BaseMetric):
+    description = "DMT motion fidelity from point tracks (symmetric and DMT one-way variants)"
+    higher_is_better = True
+    needs = frozenset({"reference"})
+    defaults = {"tracker": "auto", "grid_size": 30, "static_px": 0.5,
+                "lk_win": 15, "lk_levels": 3, "lk_fb_px": 1.0}
+
+    def check_options(self) -> None:
+        check_choice(self.name, "tracker", self.options["tracker"], TRACKERS)
+        if not isinstance(self.options["grid_size"], int) or self.options["grid_size"] < 2:
+            raise ValueError(f"metric 'motion_fidelity': grid_size must be an int >= 2, got {self.options['grid_size']!r}")
+        if float(self.options["static_px"]) < 0:
+            raise ValueError("metric 'motion_fidelity': static_px must be >= 0")
+        if self.options["tracker"] == "gt":
+            self.needs = frozenset({"reference", "tracks"})
+
+    def resolved_tracker(self) -> str:
+        if getattr(self, "_tracker", None):  # frozen once prepared
+            return self._tracker
+        t = self.options["tracker"]
+        if t == "auto":
+            return "cotracker" if cotracker_available() is None else "lk"
+        return t
+
+    def generated_tracker(self) -> str:
+        t = self.resolved_tracker()
+        if t == "gt":
+            return "cotracker" if cotracker_available() is None else "lk"
+        return t
+
+    def available(self) -> str | None:
+        if self.options["tracker"] == "cotracker":
+            reason = cotracker_available()
+            return f"motion_fidelity (tracker cotracker): {reason}" if reason else None
+        if importlib.util.find_spec("cv2") is None and self.generated_tracker() == "lk":
+            return "motion_fidelity (tracker lk): OpenCV is missing. Fix: `pip install opencv-python-headless`"
+        return None
+
+    def load(self) -> None:
+        self.model = load_cotracker(self.device) if self.generated_tracker() == "cotracker" else None
+        self._tracker = self.resolved_tracker()
+
+    def tracker_settings(self, tracker: str) -> dict:
+        o = self.options
+        if tracker == "lk":
+            return {"tracker": "lk", "grid_size": o["grid_size"], "win": o["lk_win"], "levels": o["lk_levels"],
+                    "fb_px": o["lk_fb_px"], "frames": "uint8 gray (to_uint8_hwc + cv2 RGB2GRAY)"}
+        if tracker == "cotracker":
+            return {"tracker": "cotracker", "entrypoint": COTRACKER_ENTRYPOINT, "grid_size": o["grid_size"],
+                    "input": "0..255 via to_0_255"}
+        return {"tracker": "gt"}
+
+    def preprocessing(self) -> dict:
+        ref = self.resolved_tracker()
+        out = {"tracker": ref, "reference_tracker": self.tracker_settings(ref),
+               "generated_tracker": self.tracker_settings(self.generated_tracker()),
+               "static_px": self.options["static_px"],
+               "static_rule": "static if |d|<static_px; static-static=1, static-moving=0, moving-moving=cos",
+               "resample": self.options["resample"]}
+        if ref == "gt":
+            out["generated_queries"] = "ground-truth points visible at frame 0"
+        return out
+
+    def _track(self, tracker: str, frames: torch.Tensor, queries: torch.Tensor | None):
+        o = self.options
+        if queries is None:
+            queries = grid_points(frames.shape[2], frames.shape[3], o["grid_size"])
+            if tracker == "cotracker":
+                return cotracker_track(self.model, frames, self.device, grid_size=o["grid_size"])
+        if tracker == "cotracker":
+            return cotracker_track(self.model, frames, self.device, queries=queries)
+        return lk_track(frames, queries, o["lk_win"], o["lk_levels"], float(o["lk_fb_px"]))
+
+    def tracks(self, generated: Video, clip: Clip):
+        """(reference tracks, visibility, generated tracks, visibility) after alignment."""
+        self.ensure_prepared()
+        tracker = self.resolved_tracker()
+        pair = align(self.name, generated, clip, self.options["resample"], with_tracks=tracker == "gt")
+        if tracker == "gt":
+            if pair.ref_tracks is None:
+                raise ValueError(f"motion_fidelity (tracker gt): clip {clip.id!r} has no ground-truth tracks; "
+                                 f"use tracker 'lk', 'cotracker' or 'auto'")
+            ref_t, ref_v = pair.ref_tracks.float(), pair.ref_visibility.bool()
+            start = ref_v[0]
+            if not start.any():
+                raise ValueError(f"motion_fidelity (tracker gt): clip {clip.id!r} has no track visible at frame 0")
+            gen_t, gen_v = self._track(self.generated_tracker(), pair.generated, ref_t[0][start])
+            return ref_t, ref_v, gen_t, gen_v
+        settings = {**self.tracker_settings(tracker), **reference_settings(pair)}
+        ref = self.cache.get_or_compute(
+            clip.content_hash, f"tracks-{tracker}", settings,
+            lambda: dict(zip(("tracks", "visibility"), self._track(tracker, pair.reference, None))))
+        gen_t, gen_v = self._track(tracker, pair.generated, None)
+        return ref["tracks"], ref["visibility"].bool(), gen_t, gen_v
+
+    def score(self, generated: Video, clip: Clip) -> dict[str, float]:
+        ref_t, ref_v, gen_t, gen_v = self.tracks(generated, clip)
+        return motion_fidelity(ref_t, ref_v, gen_t, gen_v, float(self.options["static_px"]))
