@@ -296,6 +296,8 @@ def _probe(host: str, timeout: float = 5.0) -> str | None:
 
 
 def _ensure_online(entry: WeightFile) -> None:
+    if entry.url and urllib.parse.urlparse(entry.url).scheme == "file":
+        return  # a local mirror needs no network
     host = urllib.parse.urlparse(entry.url).hostname if entry.url else "huggingface.co"
     reason = offline_reason() or _probe(host)
     if reason:

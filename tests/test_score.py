@@ -1,0 +1,82 @@
+"""`motiongrid score` on shapes clips written to mp4, scored against themselves."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from metric_helpers import isolated  # noqa: F401  (fixture)
+from motiongrid.cli import main
+from motiongrid.datasets.export import export_clips
+from motiongrid.datasets.shapes import ShapesOptions, generate_clips
+from motiongrid.datasets.video import Video, read_video, sample_frame_indices, write_video
+
+
+@pytest.fixture(scope="module")
+def shapes_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapes")
+    export_clips(generate_clips(ShapesOptions(count=6, size=64, frames=12)), out)   # lossless mp4 + tracks
+    return out
+
+
+def _score(tmp: Path, *args) -> dict:
+    out = tmp / "score.json"
+    assert main(["score", *args, "--json", str(out)]) == 0
+    return json.loads(out.read_text())   # strict JSON: inf is the string "inf"
+
+
+def test_against_itself_all_metrics(isolated, shapes_dir):  # noqa: F811
+    r = _score(isolated, "--reference", str(shapes_dir), "--generated", str(shapes_dir), "--tracker", "lk")
+    assert len(r["per_clip"]) == 6
+    for row in r["per_clip"]:
+        assert row["psnr"] == "inf" and row["ssim"] == 1.0 and row["l1"] == 0.0
+        assert row["motion_fidelity.symmetric"] == 1.0 and row["motion_fidelity.dmt_one_way"] == 1.0
+        assert "errors" not in row
+    assert r["mean"]["psnr"] == "inf" and math.isinf(float(r["mean"]["psnr"]))
+    assert r["mean"]["ssim"] == 1.0 and r["mean"]["motion_fidelity.symmetric"] == 1.0
+    # no weights on this machine: unavailable, each with the command that fixes it
+    assert set(r["unavailable"]) == {"lpips", "fid", "clip_text", "temporal_consistency"}
+    for reason in r["unavailable"].values():
+        assert "motiongrid weights fetch" in reason and "motiongrid weights import DIR" in reason
+    assert r["preprocessing"]["motion_fidelity"]["tracker"] == "lk"
+    assert r["preprocessing"]["psnr"]["identical"] == "inf"
+
+
+def test_ground_truth_tracker_scores_about_one(isolated, shapes_dir):  # noqa: F811
+    r = _score(isolated, "--reference", str(shapes_dir), "--generated", str(shapes_dir),
+               "--metrics", "motion_fidelity", "--tracker", "gt")
+    for row in r["per_clip"]:
+        assert row["motion_fidelity.symmetric"] > 0.9, row     # LK on the generated side, GT on the reference
+    assert r["preprocessing"]["motion_fidelity"]["tracker"] == "gt"
+    auto = _score(isolated, "--reference", str(shapes_dir), "--generated", str(shapes_dir),
+                  "--metrics", "motion_fidelity")
+    assert auto["preprocessing"]["motion_fidelity"]["tracker"] == "lk"     # no CoTracker here
+    assert all(row["motion_fidelity.symmetric"] == 1.0 for row in auto["per_clip"])
+
+
+def test_mismatch_names_both_files_unless_resample(isolated, shapes_dir, capsys):  # noqa: F811
+    ref = shapes_dir / "shapes-000-translate.mp4"
+    short = isolated / "gen" / "shapes-000-translate.mp4"
+    video = read_video(ref)
+    # the 6 frames the resampler picks from 12 (spread uniformly: 0,2,4,7,9,11)
+    write_video(Video(video.frames[sample_frame_indices(12, 6)].contiguous(), video.fps), short)
+    assert main(["score", "--reference", str(ref), "--generated", str(short), "--metrics", "psnr"]) == 2
+    err = capsys.readouterr().err
+    assert str(ref) in err and str(short) in err and "--resample" in err
+    r = _score(isolated, "--reference", str(ref), "--generated", str(short), "--metrics", "psnr,ssim",
+               "--resample", "reference-to-generated")
+    assert r["per_clip"][0]["psnr"] == "inf" and r["per_clip"][0]["ssim"] == 1.0
+
+
+def test_single_files_pair_regardless_of_name_and_prompts(isolated, shapes_dir, capsys):  # noqa: F811
+    ref = shapes_dir / "shapes-001-rotate.mp4"
+    gen = isolated / "my_output.mp4"
+    gen.write_bytes(ref.read_bytes())
+    prompts = isolated / "prompt.txt"
+    prompts.write_text("a rotating square")
+    r = _score(isolated, "--reference", str(ref), "--generated", str(gen), "--prompts", str(prompts),
+               "--metrics", "psnr,clip_text")
+    assert r["per_clip"][0]["clip"] == "shapes-001-rotate" and r["per_clip"][0]["psnr"] == "inf"
+    assert "clip_text" in r["unavailable"]
+    assert main(["score", "--reference", str(ref), "--generated", str(gen), "--metrics", "nonsense"]) == 2
+    assert "unknown metric 'nonsense'" in capsys.readouterr().err
