@@ -11,6 +11,9 @@ COMMAND_MODULES = [
     "motiongrid.runner",
     "motiongrid.score",
     "motiongrid.weights",
+    "motiongrid.reports.report",
+    "motiongrid.reports.compare",
+    "motiongrid.reports.export",
 ]
 
 

@@ -60,7 +60,15 @@ def frechet_distance_from_feats(feats1: np.ndarray, feats2: np.ndarray) -> float
     if n1 > d and n2 > d:
         from cleanfid.fid import fid_from_feats
 
-        return float(fid_from_feats(feats1, feats2))
+        try:
+            return float(fid_from_feats(feats1, feats2))
+        except TypeError:  # clean-fid 0.1.35 passes sqrtm(disp=...), which SciPy 1.18 removes
+            from scipy import linalg
+
+            mu1, mu2 = feats1.mean(0), feats2.mean(0)
+            s1, s2 = np.cov(feats1, rowvar=False), np.cov(feats2, rowvar=False)
+            covmean = linalg.sqrtm(s1 @ s2)
+            return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean).real)
     mu1, mu2 = feats1.mean(0), feats2.mean(0)
     a1 = (feats1 - mu1) / np.sqrt(n1 - 1)   # S1 = a1^T a1 (rows are samples here)
     a2 = (feats2 - mu2) / np.sqrt(n2 - 1)

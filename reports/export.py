@@ -1,0 +1,93 @@
+"""`motiongrid export RUN_DIR --format csv|parquet`: the store's cells as one flat table.
+
+One row per cell, columns as ``Store.dataframe()`` (metrics by name, ``time.<stage>``, params as
+JSON) plus ``param.<name>`` columns so a sweep can be filtered without parsing JSON, and
+``metric_errors`` as JSON.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from motiongrid.reports.data import RunDirError
+from motiongrid.store import Store
+
+FORMATS = ("csv", "parquet")
+
+
+def export_frame(run_dir: str | Path) -> pd.DataFrame:
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunDirError(f"{path}: run directory not found")
+    try:
+        store = Store.open_existing(path)
+    except FileNotFoundError as exc:
+        raise RunDirError(str(exc)) from None
+    with store:
+        frame = store.dataframe()
+        rows = store.rows()
+    if frame.empty:
+        return frame
+    # Store.dataframe() and rows() share the ORDER BY, so rows line up with frame rows.
+    names = sorted({k for r in rows for k in r["params"]})
+    for name in names:
+        values = [r["params"].get(name) for r in rows]
+        frame[f"param.{name}"] = [json.dumps(v) if isinstance(v, (list, dict)) else v for v in values]
+    frame["metric_errors"] = [json.dumps(r["metric_errors"], sort_keys=True) for r in rows]
+    return _uniform_columns(frame)
+
+
+def _uniform_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Parquet needs one type per column: an object column mixing kinds (a param that is a
+    number for one method and a string for another) becomes strings; int+float stays numeric."""
+    for col in frame.columns:
+        if frame[col].dtype != object:
+            continue
+        kinds = {type(v) for v in frame[col] if v is not None and not (isinstance(v, float) and v != v)}
+        if kinds <= {int, float}:
+            if kinds:
+                frame[col] = pd.to_numeric(frame[col])
+        elif len(kinds) > 1:
+            frame[col] = frame[col].map(lambda v: None if v is None else str(v))
+    return frame
+
+
+def export(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> Path:
+    if fmt not in FORMATS:
+        raise ValueError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    frame = export_frame(run_dir)
+    dest = Path(out) if out else Path(run_dir) / f"results.{fmt}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "csv":
+        frame.to_csv(dest, index=False)
+    else:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ValueError("--format parquet needs pyarrow: pip install 'motiongrid[parquet]'") from None
+        frame.to_parquet(dest, index=False)
+    return dest
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export", help="write a run's cells as CSV or Parquet",
+        description="One row per cell: key, method, label, params (JSON and param.<name> columns), clip, "
+                    "seed, status, reason, every metric, time.<stage>, peak memory, artifact path.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holds results.sqlite)")
+    p.add_argument("--format", required=True, choices=FORMATS, help="output format")
+    p.add_argument("--out", metavar="FILE", help="output file (default: RUN_DIR/results.<format>)")
+    p.set_defaults(func=_run_cli)
+
+
+def _run_cli(args) -> int:
+    try:
+        dest = export(args.run_dir, args.format, args.out)
+    except (RunDirError, ValueError) as exc:
+        print(f"motiongrid export: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {dest}")
+    return 0

@@ -1,0 +1,371 @@
+"""`motiongrid report RUN_DIR`: report.md + a self-contained report.html from a run directory.
+
+Both files render the same context (built once here from ``aggregate``); the HTML embeds its
+figures as data URIs, the Markdown links the same files written under ``figures/``. User text
+(prompts, clip ids, labels, failure reasons) is escaped in both: Jinja autoescape for HTML, a
+``finalize`` hook for Markdown, so a template cannot forget it.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from markupsafe import Markup
+
+from motiongrid.reports import plots
+from motiongrid.reports.aggregate import (aggregate, cell_counts, keys_with_values, pick_headline,
+                                          pick_text_alignment, text_alignment_candidates)
+from motiongrid.reports.data import MEMORY_KEY, TIME_TOTAL, RunData, RunDirError, load_run
+from motiongrid.reports.formatting import fmt, fmt_ci, md_code_block, template_env
+from motiongrid.reports.previews import Tile, preview_gif
+from motiongrid.reports.stats import LEVEL, N_BOOT
+
+DEFAULT_PREVIEWS = 4
+MAX_SWEEP_METRICS = 6
+
+
+# ---- assets -------------------------------------------------------------------------------
+
+@dataclass
+class Asset:
+    """A figure or preview: written under figures/ for the Markdown, inlined in the HTML."""
+    filename: str
+    mime: str
+    data: bytes
+    title: str
+    alt: str
+    caption: str = ""
+    prompt: str = ""
+
+    @property
+    def uri(self) -> str:
+        return f"data:{self.mime};base64," + base64.b64encode(self.data).decode("ascii")
+
+    @property
+    def rel(self) -> Markup:
+        return Markup("figures/" + self.filename)  # our own safe name, not user text
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "x"
+
+
+# ---- context ------------------------------------------------------------------------------
+
+@dataclass
+class Column:
+    key: str
+    title: str
+    arrow: str
+    direction: str  # tooltip text
+    resource: bool = False
+
+
+@dataclass
+class Cell:
+    text: str
+    ci: str = ""
+    best: bool = False
+    note: str = ""
+
+
+@dataclass
+class SummaryRow:
+    label: str
+    method: str
+    ok: int
+    total: int
+    failed: int
+    cells: list[Cell] = field(default_factory=list)
+
+
+def _columns(data: RunData, keys: list[str]) -> list[Column]:
+    cols = []
+    for k in keys:
+        hib = data.metric_info(k).higher_is_better
+        title = {MEMORY_KEY: "peak memory (MB)", TIME_TOTAL: "time / cell (s)"}.get(k, k)
+        if k.startswith("time.") and k != TIME_TOTAL:
+            title = k[len("time."):] + " (s)"
+        direction = {True: "higher is better", False: "lower is better", None: "direction unknown"}[hib]
+        cols.append(Column(k, title, data.metric_info(k).arrow, direction,
+                           resource=k == MEMORY_KEY or k.startswith("time.")))
+    return cols
+
+
+def _summary_rows(data: RunData, summary, counts, columns: list[Column]) -> list[SummaryRow]:
+    stat = {(r.label, r.metric): r for r in summary.itertuples()}
+    best: dict[str, float] = {}
+    for col in columns:
+        hib = data.metric_info(col.key).higher_is_better
+        means = [stat[(lb, col.key)].mean for lb in data.labels if (lb, col.key) in stat]
+        means = [m for m in means if not math.isnan(m)]
+        if hib is not None and not col.resource and len(means) > 1 and len(set(means)) > 1:
+            best[col.key] = max(means) if hib else min(means)
+    count = {r.label: r for r in counts.itertuples()}
+    method_of = {r["label"]: r["method"] for r in data.rows}
+    rows = []
+    for lb in data.labels:
+        c = count[lb]
+        row = SummaryRow(lb, method_of[lb], int(c.ok), int(c.total), int(c.failed))
+        for col in columns:
+            s = stat.get((lb, col.key))
+            if s is None or s.n == 0:
+                row.cells.append(Cell("—", note="no value" if s is None else f"{s.n_missing} missing"))
+                continue
+            note = f"n={s.n}" + (f", {s.n_missing} missing" if s.n_missing else "")
+            row.cells.append(Cell(fmt(s.mean), fmt_ci(s.lo, s.hi), best=best.get(col.key) == s.mean, note=note))
+        rows.append(row)
+    return rows
+
+
+def _metric_errors(data: RunData) -> list[dict]:
+    """Per-cell metric errors, grouped by reason; those that only repeat a metric's
+    'unavailable' reason are already listed once and left out."""
+    unavailable = data.unavailable()
+    counts: Counter = Counter()
+    labels: dict[tuple, set] = {}
+    for r in data.rows:
+        for metric, reason in (r.get("metric_errors") or {}).items():
+            if unavailable.get(metric.split(".", 1)[0]) == reason or unavailable.get(metric) == reason:
+                continue
+            counts[(metric, str(reason))] += 1
+            labels.setdefault((metric, str(reason)), set()).add(r["label"])
+    return [{"metric": m, "reason": reason, "cells": n,
+             "labels": ", ".join(sorted(labels[(m, reason)])) if len(labels[(m, reason)]) <= 4
+             else f"{len(labels[(m, reason)])} labels"}
+            for (m, reason), n in counts.most_common()]
+
+
+def _clip_order(data: RunData) -> list[str]:
+    clips = list(data.clip_prompts())
+    for r in data.rows:
+        if r["clip_id"] not in clips:
+            clips.append(r["clip_id"])
+    return [c for c in clips if any(r["clip_id"] == c for r in data.rows)]
+
+
+def _previews(data: RunData, clips: list[str], n: int) -> list[Asset]:
+    prompts = data.clip_prompts()
+    assets = []
+    for i, clip in enumerate(clips[:n]):
+        ref = data.reference_video(clip)
+        tiles = [Tile("reference clip", ref if ref and ref.exists() else None,
+                      note="no reference video saved", accent=(29, 78, 216))]
+        for lb in data.labels:
+            cells = sorted((r for r in data.rows if r["label"] == lb and r["clip_id"] == clip),
+                           key=lambda r: (r["status"] != "ok", r["seed"]))
+            if not cells:
+                tiles.append(Tile(lb, None, note="not run"))
+                continue
+            c = cells[0]
+            if c["status"] != "ok":
+                tiles.append(Tile(f"{lb} (seed {c['seed']})", None, note="failed: " + str(c.get("reason") or "")))
+                continue
+            path = data.artifact(c)
+            tiles.append(Tile(f"{lb} (seed {c['seed']})", path if path and path.exists() else None,
+                              note="video missing"))
+        assets.append(Asset(f"preview-{i:02d}-{_slug(clip)}.gif", "image/gif", preview_gif(tiles),
+                            title=clip, alt=f"Animated preview for clip {clip}: reference and each label",
+                            prompt=prompts.get(clip, "")))
+    return assets
+
+
+def _provenance(data: RunData) -> dict:
+    run = data.run
+    git = run.get("git_sha") or "unknown"
+    if run.get("git_dirty"):
+        git += " (dirty working tree)"
+    clip_set = run.get("clip_set") or {}
+    facts = [
+        ("motiongrid", run.get("motiongrid_version")),
+        ("git", git),
+        ("started", run.get("started_at")),
+        ("finished", run.get("finished_at")),
+        ("device", " · ".join(str(x) for x in (run.get("device"), run.get("gpu"),
+                                               run.get("cuda") and f"CUDA {run['cuda']}") if x) or None),
+        ("threads", run.get("torch_threads")),
+        ("invocations", len(run["invocations"]) if len(run.get("invocations") or []) > 1 else None),
+        ("python", run.get("python")),
+        ("platform", run.get("platform")),
+        ("config", run.get("config_path")),
+        ("seeds", ", ".join(map(str, run.get("seeds") or [])) or None),
+        ("clip set", clip_set.get("name")),
+        ("clip set options", json.dumps(clip_set.get("options"), sort_keys=True) if clip_set.get("options") else None),
+    ]
+    versions = run.get("versions") or ({"torch": run["torch"]} if run.get("torch") else {})
+    methods = [{"label": lb, "method": m.get("method", ""), "task": m.get("task", ""),
+                "params": json.dumps(m.get("params", {}), sort_keys=True),
+                "fingerprint": json.dumps(m.get("fingerprint", {}), sort_keys=True) if m.get("fingerprint") else ""}
+               for lb, m in data.methods_by_label().items() if isinstance(m, dict)]
+    metrics = [{"name": i.name, "arrow": i.arrow, "available": i.available, "description": i.description,
+                "preprocessing": json.dumps(i.preprocessing, sort_keys=True) if i.preprocessing else ""}
+               for i in data.info.values()]
+    config = json.dumps(run.get("config"), indent=2, sort_keys=True, default=str) if run.get("config") else ""
+    return {
+        "facts": [(k, str(v)) for k, v in facts if v not in (None, "")],
+        "versions": sorted((str(k), str(v)) for k, v in versions.items()),
+        "methods": methods,
+        "metrics": metrics,
+        "config": config,
+        "config_md": md_code_block(config, "json") if config else "",
+    }
+
+
+def build_context(data: RunData, headline: str | None = None, previews: int = DEFAULT_PREVIEWS) -> dict:
+    quality = [k for k in data.metric_keys
+               if data.metric_info(k).available or keys_with_values(data, [k])]
+    if headline is not None and headline not in quality:
+        raise ValueError(f"--metric {headline!r}: not a metric of this run (have: {', '.join(quality) or 'none'})")
+    headline = headline or pick_headline(data)
+    if headline in quality:  # headline column first
+        quality = [headline] + [k for k in quality if k != headline]
+    resources = data.resource_keys()
+    summary = aggregate(data.rows, quality + resources)
+    counts = cell_counts(data.rows)
+    main_cols = _columns(data, quality + [k for k in (MEMORY_KEY, TIME_TOTAL) if k in resources])
+    res_cols = _columns(data, resources)
+    with_values = keys_with_values(data, quality)
+
+    notes: dict[str, str] = {}
+
+    sweep_keys = ([headline] if headline in with_values else []) + [k for k in with_values if k != headline]
+    sweep_keys = sweep_keys[:MAX_SWEEP_METRICS]
+    sweeps = plots.find_sweeps(data) if sweep_keys else []
+    sweep_assets = [Asset(f"sweep-{_slug(s.method)}-{_slug(s.param)}.png", "image/png",
+                          plots.sweep_plot(data, s, summary, sweep_keys),
+                          title=f"{s.method}: vs {s.param}",
+                          alt=f"Metrics of {s.method} against parameter {s.param}",
+                          caption="Each point is one label's mean over clips and seeds; bars are the 95% bootstrap CI."
+                          + (" One line per value of the other varying parameters." if len(s.series) > 1 else ""))
+                    for s in sweeps]
+    if not sweeps:
+        notes["sweeps"] = ("No numeric parameter takes two or more values within one method, "
+                           "so there is no sweep to plot.")
+
+    text_key = pick_text_alignment(data)
+    # the fidelity axis follows --metric when that is a fidelity, else the automatic choice
+    auto = pick_headline(data)
+    fidelity_key = next((k for k in (headline, auto) if k and "fidelity" in k), None)
+    tradeoff = None
+    if fidelity_key and text_key:
+        tradeoff = Asset("tradeoff.png", "image/png", plots.tradeoff_plot(data, summary, text_key, fidelity_key),
+                         title=f"{fidelity_key} vs {text_key}", alt=f"Scatter of {fidelity_key} against {text_key} per label",
+                         caption="Up and to the right is better when both metrics are higher-is-better.")
+    else:
+        why = []
+        if not fidelity_key:
+            why.append("no motion-fidelity metric has values in this run")
+        if not text_key:
+            cands = text_alignment_candidates(data)
+            reasons = [f"{c}: {data.info[c].reason}" for c in cands if data.info[c].reason]
+            if reasons:
+                why.append("text alignment is unavailable (" + "; ".join(reasons) + ")")
+            elif cands:
+                why.append(f"{', '.join(cands)} has no values")
+            else:
+                why.append("no text-alignment metric (clip_text) is in this run's config")
+        notes["tradeoff"] = "Skipped: " + "; ".join(why) + "."
+
+    clips = _clip_order(data)
+    heatmap = None
+    if headline in with_values:
+        per_clip = aggregate(data.rows, [headline], by=("label", "clip_id"))
+        heatmap = Asset("heatmap.png", "image/png", plots.heatmap_plot(data, per_clip, headline, clips),
+                        title=f"{headline} per clip", alt=f"Heatmap of {headline} per label and clip",
+                        caption="Mean over seeds. Grey: no value; 'failed': every seed failed.")
+    else:
+        notes["heatmap"] = "Skipped: no metric has values."
+    preview_assets = _previews(data, clips, previews) if previews > 0 else []
+
+    figures = sweep_assets + ([tradeoff] if tradeoff else []) + ([heatmap] if heatmap else []) + preview_assets
+    prompts = data.clip_prompts()
+    failed = [{"label": r["label"], "clip": r["clip_id"], "seed": r["seed"], "reason": r.get("reason") or ""}
+              for r in data.rows if r["status"] == "failed"]
+    run = data.run
+    cells = run.get("cells") or {}
+    total = len(data.rows)
+    n_ok = sum(r["status"] == "ok" for r in data.rows)
+    memory_kinds = sorted({r["memory_kind"] for r in data.rows if r.get("memory_kind")})
+    return {
+        "title": f"motiongrid report — {data.name}",
+        "run_name": data.name,
+        "clip_set": (run.get("clip_set") or {}).get("name") or "",
+        "n_clips": len(clips),
+        "n_labels": len(data.labels),
+        "seeds": sorted({r["seed"] for r in data.rows}),
+        "cells": {"total": total, "ok": n_ok, "failed": total - n_ok,
+                  "planned": cells.get("total")},
+        "device": run.get("device") or "",
+        "git": (run.get("git_sha") or "")[:10] + (" (dirty)" if run.get("git_dirty") else ""),
+        "headline": headline,
+        "headline_arrow": data.metric_info(headline).arrow if headline else "",
+        "ci": f"{int(LEVEL * 100)}% percentile bootstrap over cells ({N_BOOT} resamples, seed 0)",
+        "columns": main_cols,
+        "rows": _summary_rows(data, summary, counts, main_cols),
+        "res_columns": res_cols,
+        "res_rows": _summary_rows(data, summary, counts, res_cols) if res_cols else [],
+        "memory_kind": ", ".join(memory_kinds),
+        "unavailable": sorted(data.unavailable().items()),
+        "metric_errors": _metric_errors(data),
+        "warnings": data.warnings + data.notes,
+        "sweeps": sweep_assets,
+        "tradeoff": tradeoff,
+        "heatmap": heatmap,
+        "previews": preview_assets,
+        "figures": figures,
+        "notes": notes,
+        "clips": [{"id": c, "prompt": prompts.get(c, "")} for c in clips],
+        "failed": failed,
+        "provenance": _provenance(data),
+    }
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, headline: str | None = None,
+                 previews: int = DEFAULT_PREVIEWS) -> tuple[Path, Path]:
+    data = load_run(run_dir)
+    if not data.rows:
+        raise RunDirError(f"{run_dir}: results.sqlite has no cells yet (nothing to report)")
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "report"
+    ctx = build_context(data, headline=headline, previews=previews)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    for a in ctx["figures"]:
+        (fig_dir / a.filename).write_bytes(a.data)
+    md_path, html_path = out / "report.md", out / "report.html"
+    md_path.write_text(template_env(markdown=True).get_template("report.md.j2").render(**ctx), encoding="utf-8")
+    html_path.write_text(template_env(markdown=False).get_template("report.html.j2").render(**ctx), encoding="utf-8")
+    return md_path, html_path
+
+
+# ---- CLI ----------------------------------------------------------------------------------
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report", help="write report.md and a self-contained report.html for a run",
+        description="Summarise a run directory: per-label means with 95%% bootstrap CIs, parameter "
+                    "sweeps, the motion-fidelity/text-alignment trade-off, a per-clip heatmap, animated "
+                    "previews, failures and provenance. Reads only results.sqlite and run.json.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holds results.sqlite and run.json)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/report)")
+    p.add_argument("--metric", metavar="NAME",
+                   help="headline metric for the heatmap and scatter (default: symmetric motion fidelity "
+                        "if present, else motion fidelity, else psnr, else the first metric)")
+    p.add_argument("--previews", type=int, default=DEFAULT_PREVIEWS, metavar="N",
+                   help=f"animated previews for the first N clips (default {DEFAULT_PREVIEWS}; 0: none)")
+    p.set_defaults(func=_run_cli)
+
+
+def _run_cli(args) -> int:
+    try:
+        md, html = write_report(args.run_dir, args.out, headline=args.metric, previews=args.previews)
+    except (RunDirError, ValueError) as exc:
+        print(f"motiongrid report: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {md}\nwrote {html}")
+    return 0
