@@ -8,7 +8,6 @@ reason and the run goes on.
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
 import traceback
@@ -25,6 +24,7 @@ from motiongrid.grid import Cell, MethodVariant, expand_cells, expand_methods
 from motiongrid.metrics.resources import ResourceMeter
 from motiongrid.provenance import write_run_json
 from motiongrid.registry import UnknownName, datasets, methods as method_registry, metrics as metric_registry
+from motiongrid.scoring import build_metrics, score_video
 from motiongrid.store import CellResult, Store
 
 EXIT_OK, EXIT_CELLS_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -59,46 +59,15 @@ def load_clips(config: RunConfig, source: str, limit: int | None = None) -> list
     return clips[:n] if n else clips
 
 
-def build_metrics(names: list[str], options: dict[str, dict], source: str = "config"
-                  ) -> tuple[list[Metric], dict[str, str]]:
-    """Instantiate metrics; split into those that can run and {name: reason} for the rest."""
-    ready, unavailable = [], {}
-    for name in names:
-        try:
-            cls = metric_registry.get(name)
-        except UnknownName as exc:
-            raise ConfigError(f"{source}: metrics: {exc}") from None
-        try:
-            metric = cls(**options.get(name, {}))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{source}: metric_options.{name}: {exc}") from None
-        reason = metric.available()
-        if reason:
-            unavailable[name] = reason
-        else:
-            ready.append(metric)
-    return ready, unavailable
-
-
-def score_video(metrics: list[Metric], video: Video, clip: Clip) -> tuple[dict, dict]:
-    """All metrics on one video; a metric that raises records its reason and a null value."""
-    values, errors = {}, {}
-    for metric in metrics:
-        try:
-            result = metric.score(video, clip)
-        except Exception as exc:  # one metric's failure must not lose the cell's other numbers
-            values[metric.name] = None
-            errors[metric.name] = f"{type(exc).__name__}: {exc}"
-            continue
-        if isinstance(result, dict):
-            values.update({f"{metric.name}.{k}": _number(v) for k, v in result.items()})
-        else:
-            values[metric.name] = _number(result)
-    return values, errors
-
-
-def _number(v):
-    return None if v is None else float(v)
+def build_run_metrics(names: list[str], options: dict[str, dict], source: str
+                      ) -> tuple[list[Metric], dict[str, str]]:
+    """``scoring.build_metrics`` with config errors that name the file and key."""
+    try:
+        return build_metrics(names, options)
+    except UnknownName as exc:
+        raise ConfigError(f"{source}: metrics: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: metric_options: {exc}") from None
 
 
 def check_output(video, variant: MethodVariant) -> Video:
@@ -148,7 +117,7 @@ class Runner:
         self.clips = load_clips(config, source, limit)
         if not self.clips:
             raise ConfigError(f"{source}: clips: the clip set gave no clips")
-        self.metrics, self.unavailable = build_metrics(config.metrics, config.metric_options, source)
+        self.metrics, self.unavailable = build_run_metrics(config.metrics, config.metric_options, source)
         metric_spec = {m: config.metric_options.get(m, {}) for m in sorted(config.metrics)}
         self.cells = expand_cells(self.variants, self.clips, config.seeds, metric_spec)
 
@@ -160,6 +129,8 @@ class Runner:
             todo = [c for c in self.cells if c.key not in done]
             self._write_provenance(finished=False)
             self._save_references()
+            for metric in self.metrics:
+                metric.prepare(self.device)
             ok = failed = 0
             prepared: dict[str, BaseException | object] = {}
             with self._progress(len(todo)) as advance:
