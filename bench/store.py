@@ -62,21 +62,30 @@ def _dump(value) -> str:
 
 
 class Store:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=30)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.executescript(SCHEMA)
+        if readonly:
+            # Readers (report, compare) must not touch a committed baseline: no WAL switch,
+            # no schema writes, no -wal/-shm files left behind when the db is not in WAL.
+            # With no -wal file no writer is active, so the file can be read as immutable
+            # (no locks, no -shm); otherwise a plain read-only open sees the live writer's data.
+            live = self.path.with_name(self.path.name + "-wal").exists()
+            flags = "mode=ro" if live else "mode=ro&immutable=1"
+            self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?{flags}", uri=True, timeout=30)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=30)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.executescript(SCHEMA)
         self.conn.row_factory = sqlite3.Row
 
     @classmethod
-    def open_existing(cls, run_dir: str | Path) -> "Store":
+    def open_existing(cls, run_dir: str | Path, readonly: bool = True) -> "Store":
         path = Path(run_dir) / "results.sqlite"
         if not path.exists():
             raise FileNotFoundError(f"{run_dir}: no results.sqlite (is this a motiongrid run directory?)")
-        return cls(path)
+        return cls(path, readonly=readonly)
 
     def close(self) -> None:
         self.conn.close()
