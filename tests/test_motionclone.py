@@ -1,0 +1,242 @@
+"""MotionClone on tiny AnimateDiff-shaped models built from config, saved with save_pretrained
+and loaded through the real loader (directly and through the weights manager). The weights
+are random: these tests check the plumbing and the algebra (masks, energy, gradient sign,
+step schedule, determinism), never a quality number."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from motiongrid import weights
+from motiongrid.datasets.clip import Clip
+from motiongrid.datasets.video import Video
+from motiongrid.methods import motionclone as mc
+from motiongrid.methods.backbone import load_backbone
+
+FRAMES, SIZE = mc.ANIMATEDIFF_FRAMES, 32
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A local model folder and a weights home holding the registered entries, tiny."""
+    root = tmp_path_factory.mktemp("motionclone")
+    local = root / "tiny-animatediff"
+    mc.save_tiny_animatediff(local, size=SIZE)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MOTIONGRID_WEIGHTS", str(root / "weights"))
+    mp.setenv("MOTIONGRID_CACHE", str(root / "cache"))
+    target = {name: weights.get(name).target() for name in (mc.BASE_WEIGHTS, mc.ADAPTER_WEIGHTS, mc.VAE_WEIGHTS)}
+    mc.save_tiny_animatediff(target[mc.BASE_WEIGHTS], target[mc.ADAPTER_WEIGHTS], target[mc.VAE_WEIGHTS], size=SIZE)
+    yield {"local": str(local), "root": root}
+    mp.undo()
+    mc._BackboneMethod._backbones.clear()
+
+
+@pytest.fixture(scope="module")
+def backbone(env):
+    return load_backbone(env["local"], torch.device("cpu"))
+
+
+def _moving_square(frames=24, size=48):
+    video = torch.full((frames, 3, size, size), 0.1)
+    for t in range(frames):
+        x = 4 + t
+        video[t, :, 10:22, x:x + 12] = torch.tensor([0.9, 0.2, 0.1])[:, None, None]
+    return video
+
+
+@pytest.fixture(scope="module")
+def clip():
+    frames = _moving_square()
+    return Clip(id="square", prompt="a red square", loader=lambda: Video(frames, 8.0), source_hash="sq-v1")
+
+
+@pytest.fixture(scope="module")
+def reference(backbone, clip):
+    return mc.extract_motion_representation(backbone, clip.frames, t_alpha=400, blocks="up_blocks.1", k=1)
+
+
+def _maps_at(backbone, latents, t, names, context=None):
+    context = backbone.encode_prompt(["a red square"]) if context is None else context
+    with torch.no_grad(), mc.record_temporal_attention(backbone.unet, names) as maps:
+        mc._unet(backbone, latents, torch.as_tensor(t), context)
+    return maps
+
+
+def _energy_at(backbone, latents, t, reference):
+    return float(mc.motion_energy(_maps_at(backbone, latents, t, list(reference)), reference))
+
+
+# ---- masks and energy ---------------------------------------------------------------------
+
+def test_plain_mask_is_all_ones():
+    probs = torch.randn(6, 2, 5, 5).softmax(-1)
+    values, indices = mc.select_entries(probs, "plain")
+    assert mc.entry_mask(indices, 5).all()
+    torch.testing.assert_close(probs.gather(-1, indices.long()), values)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_primary_mask_selects_topk_along_key_axis(k):
+    probs = torch.randn(6, 2, 5, 5).softmax(-1)
+    values, indices = mc.select_entries(probs, "primary", k)
+    mask = mc.entry_mask(indices, 5)
+    assert values.shape == (6, 2, 5, k)
+    assert (mask.sum(-1) == k).all()
+    kept_min = probs.masked_fill(~mask, 2.0).amin(-1)
+    dropped_max = probs.masked_fill(mask, -1.0).amax(-1)
+    assert (kept_min >= dropped_max).all()
+    torch.testing.assert_close(values.sum(-1), (probs * mask).sum(-1))
+    with pytest.raises(ValueError, match="k=6"):
+        mc.select_entries(probs, "primary", 6)
+
+
+def test_representation_shapes_and_blocks(backbone, reference):
+    names = mc.temporal_attention_names(backbone.unet, "up_blocks.1")
+    assert list(reference) == names and len(names) == 4  # 2 motion modules x 2 temporal attentions
+    values, indices = reference[names[0]]
+    assert values.shape == ((SIZE // 2) ** 2, 2, FRAMES, 1) and indices.dtype == torch.uint8
+    with pytest.raises(ValueError, match="up_blocks.1"):
+        mc.temporal_attention_names(backbone.unet, "up_blocks.9")
+
+
+@pytest.mark.parametrize("mask", ["primary", "plain"])
+def test_energy_is_zero_when_generated_maps_equal_reference(backbone, mask):
+    x = torch.randn(1, *backbone.latent_shape())
+    names = mc.temporal_attention_names(backbone.unet, "up_blocks.1")
+    maps = _maps_at(backbone, x, 500, names)
+    reference = {n: mc.select_entries(m, mask, 2) for n, m in maps.items()}
+    assert float(mc.motion_energy(maps, reference)) == 0.0
+    other = _maps_at(backbone, torch.randn_like(x), 500, names)
+    assert float(mc.motion_energy(other, reference)) > 0.0
+
+
+def test_gradient_step_on_latent_lowers_energy(backbone, reference):
+    x = torch.randn(1, *backbone.latent_shape(), generator=torch.Generator().manual_seed(1))
+    t = torch.tensor(600)
+    cond = backbone.encode_prompt(["a red square"])
+    _, energy, grad = mc.energy_and_grad(backbone, x, t, cond, reference)
+    assert grad.shape == x.shape and grad.abs().sum() > 0
+    step = 0.05 * x.norm() / grad.norm()
+    assert _energy_at(backbone, x - step * grad, t, reference) < float(energy)
+
+
+def test_only_guided_blocks_are_differentiated(backbone):
+    x = torch.randn(1, *backbone.latent_shape()).requires_grad_(True)
+    names = mc.temporal_attention_names(backbone.unet, "down_blocks.0")
+    with mc.record_temporal_attention(backbone.unet, names, after="no_grad") as maps:
+        out = mc._unet(backbone, x, torch.tensor(500), backbone.encode_prompt([""]))
+    assert all(m.requires_grad for m in maps.values())
+    assert not out.requires_grad  # everything after the last guided map ran without autograd
+    assert torch.is_grad_enabled()
+
+
+# ---- sampling -----------------------------------------------------------------------------
+
+def _with_prediction(backbone, kind):
+    if kind == "epsilon":
+        return backbone
+    bb = copy.copy(backbone)
+    bb.scheduler = type(backbone.scheduler).from_config(backbone.scheduler.config, prediction_type=kind)
+    return bb
+
+
+@pytest.mark.parametrize("kind,update,weight", [("epsilon", "eps", 1e5), ("v_prediction", "eps", 1e5),
+                                                ("v_prediction", "released", 2e4)])
+def test_guided_step_ends_at_lower_energy_than_unguided_step(backbone, reference, kind, update, weight):
+    bb = _with_prediction(backbone, kind)
+    bb.scheduler.set_timesteps(10)
+    t0, t1 = bb.scheduler.timesteps[:2]
+    x = mc.initial_noise(bb, seed=5)
+    cond, uncond = bb.encode_prompt(["a red square"]), bb.encode_prompt([""])
+    x_u, none = mc.denoise_step(bb, x, t0, cond, uncond, 7.5)
+    bb.scheduler.set_timesteps(10)
+    x_g, energy = mc.denoise_step(bb, x, t0, cond, uncond, 7.5, reference, weight, update)
+    assert none is None and energy > 0
+    e_u, e_g = _energy_at(bb, x_u, t1, reference), _energy_at(bb, x_g, t1, reference)
+    assert e_g < e_u * 0.98, (e_g, e_u)  # a flipped sign raises it instead
+
+
+def test_eps_conversion_round_trips():
+    out, x, a = torch.randn(2, 3), torch.randn(2, 3), torch.tensor(0.3, dtype=torch.float64)
+    for kind in ("epsilon", "v_prediction", "sample"):
+        torch.testing.assert_close(mc._from_eps(mc._to_eps(out, x, a, kind), x, a, kind), out)
+
+
+def test_guidance_schedule_follows_released_ramps():
+    s = mc.guidance_schedule(100, 0.5, ramp=10)
+    assert s[0] == pytest.approx(0.1) and s[9] == 1.0 and s[40] == 1.0
+    assert s[41] == pytest.approx(0.9) and s[49] == pytest.approx(0.1) and s[50:] == [0.0] * 50
+    assert mc.guidance_schedule(100, 0.3)[:6] == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0])
+    assert mc.guidance_schedule(4, 0.0) == [0.0] * 4
+
+
+def test_guidance_touches_only_configured_steps(env, clip, monkeypatch):
+    recorded = []
+    original = mc._Recorder.record
+    monkeypatch.setattr(mc._Recorder, "record", lambda self, n, p: (recorded.append(n), original(self, n, p))[1])
+    method = mc.MotionCloneMethod()
+    method.prepare(torch.device("cpu"))
+    method.cache.enabled = False
+    params = mc.MotionCloneParams(model=env["local"], steps=5, guided_fraction=0.4, guidance_weight=1e3, cfg=2.0)
+    method.generate(clip, params, seed=0)
+    trace = method.last_trace
+    assert [s["energy"] is not None for s in trace] == [True, True, False, False, False]
+    assert [s["weight"] > 0 for s in trace] == [True, True, False, False, False]
+    assert len(recorded) == 4 * (1 + 2)  # 4 maps: one reference pass + two guided steps, no others
+
+
+def test_same_seed_same_video_and_zero_weight_is_unguided(env, clip):
+    unguided, clone = mc.UnguidedMethod(), mc.MotionCloneMethod()
+    for m in (unguided, clone):
+        m.prepare(torch.device("cpu"))
+    base = dict(model=env["local"], steps=3, cfg=2.0)
+    a = unguided.generate(clip, mc.SamplerParams(**base), seed=3)
+    b = unguided.generate(clip, mc.SamplerParams(**base), seed=3)
+    c = unguided.generate(clip, mc.SamplerParams(**base), seed=4)
+    assert a.frames.shape == (FRAMES, 3, SIZE, SIZE) and a.fps == 8.0
+    assert 0 <= float(a.frames.min()) and float(a.frames.max()) <= 1
+    assert torch.equal(a.frames, b.frames) and not torch.equal(a.frames, c.frames)
+
+    p = mc.MotionCloneParams(**base, guided_fraction=0.7, guidance_weight=5e3, mask="plain")
+    g1 = clone.generate(clip, p, seed=3)
+    hits = clone.cache.hits
+    g2 = clone.generate(clip, p, seed=3)
+    assert clone.cache.hits == hits + 1  # the representation came from the disk cache
+    assert torch.equal(g1.frames, g2.frames) and not torch.equal(g1.frames, a.frames)
+    zero = clone.generate(clip, p.model_copy(update={"guidance_weight": 0.0}), seed=3)
+    assert torch.equal(zero.frames, a.frames)
+
+
+# ---- loading ------------------------------------------------------------------------------
+
+def test_loads_registered_animatediff_through_weights_manager(env):
+    bb = load_backbone("animatediff", torch.device("cpu"))
+    assert isinstance(bb, mc.AnimateDiffBackbone)
+    assert (bb.num_frames, bb.height, bb.width) == (FRAMES, SIZE, SIZE)
+    assert bb.latent_shape() == (4, FRAMES, SIZE // 2, SIZE // 2)
+    assert "hf://guoyww/animatediff-motion-adapter-v1-5-3" in bb.fingerprint["sources"]
+    assert bb.default_steps == 100 and bb.default_cfg == 7.5
+
+
+def test_missing_weights_give_the_fix_command(env, tmp_path, monkeypatch):
+    import diffusers
+
+    def boom(*a, **k):
+        raise AssertionError("diffusers was called before the weights check")
+
+    monkeypatch.setattr(diffusers.UNet2DConditionModel, "from_pretrained", boom)
+    monkeypatch.setenv("MOTIONGRID_WEIGHTS", str(tmp_path / "empty"))
+    with pytest.raises(weights.WeightsMissing, match="motiongrid weights fetch realistic-vision-v6"):
+        load_backbone("animatediff", torch.device("cpu"))
+    local = tmp_path / "no-adapter"
+    for sub in ("unet", "vae", "text_encoder"):
+        (local / sub).mkdir(parents=True)
+        (local / sub / "config.json").write_text("{}")
+    (local / "tokenizer").mkdir()
+    with pytest.raises(weights.WeightsMissing, match="motiongrid weights fetch animatediff-motion-adapter-v3"):
+        load_backbone(str(local), torch.device("cpu"))
+    with pytest.raises(weights.WeightsMissing, match="not a local directory"):
+        load_backbone(str(tmp_path / "nowhere"), torch.device("cpu"))
