@@ -10,6 +10,7 @@ import sys
 COMMAND_MODULES = [
     "motiongrid.runner",
     "motiongrid.score",
+    "motiongrid.methods.toy",
     "motiongrid.weights",
     "motiongrid.reports.report",
     "motiongrid.reports.compare",
