@@ -54,7 +54,8 @@ def device_info(device: torch.device) -> dict:
 
 
 def write_run_json(out: Path, *, config, source, device, clips, variants, metrics, unavailable,
-                   finished: bool, cells: dict | None, reference_videos: dict) -> Path:
+                   finished: bool, cells: dict | None, reference_videos: dict,
+                   cell_keys: list[str]) -> Path:
     path = Path(out) / "run.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     sha, dirty = git_state()
@@ -93,6 +94,7 @@ def write_run_json(out: Path, *, config, source, device, clips, variants, metric
         "methods": {v.label: {"method": v.method, "params": v.params.model_dump(mode="json"),
                               "task": v.method_cls.task} for v in variants},
         "cells": cells,
+        "cell_keys": cell_keys,  # the current grid's cells (a reused run dir may hold others)
     }
     tmp = path.with_name("run.json.part")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str))

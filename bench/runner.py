@@ -210,7 +210,8 @@ class Runner:
             self.out, config=self.config, source=self.source, device=self.device,
             clips=self.clips, variants=self.variants, metrics=self.metrics,
             unavailable=self.unavailable, finished=finished, cells=counts,
-            reference_videos={c.id: f"references/{safe_name(c.id)}.mp4" for c in self.clips})
+            reference_videos={c.id: f"references/{safe_name(c.id)}.mp4" for c in self.clips},
+            cell_keys=[c.key for c in self.cells])
 
     def _progress(self, total: int):
         return _ProgressBar(total, enabled=self.progress)

@@ -157,6 +157,15 @@ def load_run(run_dir: str | Path) -> RunData:
     else:
         warnings.append(f"{run_json} is missing: no provenance, and metric directions are unknown")
 
+    # A run dir re-used with another config keeps the old cells; report the latest grid only.
+    keys = run.get("cell_keys")
+    if isinstance(keys, list):
+        current = set(keys)
+        stale = sum(r["key"] not in current for r in rows)
+        if stale:
+            warnings.append(f"{stale} stored cells belong to an earlier config of this run dir and are left out")
+            rows = [r for r in rows if r["key"] in current]
+
     info = {}
     for name, m in (run.get("metrics") or {}).items():
         m = m if isinstance(m, dict) else {}
