@@ -247,10 +247,12 @@ def toy_weights_path() -> Path:
 
     try:
         return Path(weights.require("toy"))
-    except weights.WeightsMissing as exc:
+    except weights.WeightsMissing:
+        # the manager's generic fix (fetch/import) does not apply to a file the package ships
         raise weights.WeightsMissing(
-            f"toy model checkpoint missing ({exc}). It ships with motiongrid in {toy_checkpoint_dir()}; "
-            f"reinstall motiongrid, or retrain it: `motiongrid toy train --out DIR --export {toy_checkpoint_dir()}`"
+            f"toy model checkpoint missing: {toy_checkpoint_file()} not found. It ships with motiongrid "
+            f"(package data motiongrid/toy/); reinstall motiongrid, or retrain and export it: "
+            f"`motiongrid toy train --out DIR --export {toy_checkpoint_dir()}`"
         ) from None
 
 
@@ -322,7 +324,8 @@ def load_toy_backbone(model_id: str = "toy", device: torch.device | str = "cpu",
     """The shipped toy model (or the checkpoint at ``path``) as a Backbone."""
     device = torch.device(device)
     unet, encoder, config, weights_path = load_toy(path, device)
-    unet.to(dtype=dtype)
+    if dtype != torch.float32:
+        unet.to(dtype=dtype)
     clip = config["clip_options"]
     return ToyBackbone(
         model_id=model_id, unet=unet, scheduler=make_ddim_scheduler(config["schedule"]),
@@ -709,9 +712,11 @@ def strip_rows() -> dict[str, RowMaker]:
     return {"unguided": _unguided_row}
 
 
-def toy_reference_clips(count: int, seed: int = 1234) -> list[tuple[torch.Tensor, str]]:
-    """``count`` toy clips (frames, prompt) from a seed held apart from training's per-step seeds."""
-    opts = toy_shapes_options()
+def toy_reference_clips(count: int, seed: int = 1234, clip_options: dict | None = None
+                        ) -> list[tuple[torch.Tensor, str]]:
+    """``count`` toy clips (frames, prompt). Seeded by (seed, 10**6 + i): training draws step
+    k's clips from (train seed, k) with k < 10**6, so these are never training clips."""
+    opts = toy_shapes_options(**(clip_options or {}))
     out = []
     for i in range(count):
         spec = random_spec(np.random.default_rng([seed, 10**6 + i]), opts)
@@ -729,7 +734,7 @@ def sample_strip(backbone: Backbone, out_png: str | os.PathLike, clips: int = 3,
     import matplotlib.pyplot as plt
 
     rows = rows if rows is not None else strip_rows()
-    refs = toy_reference_clips(clips)
+    refs = toy_reference_clips(clips, clip_options=getattr(backbone, "config", {}).get("clip_options"))
     labels, images = [], []
     for ci, (frames, prompt) in enumerate(refs):
         videos = {"reference": frames}
@@ -785,7 +790,7 @@ def register_cli(subparsers) -> None:
     t.add_argument("--out", required=True, help="run folder (checkpoint.pt, train_log.csv, export/)")
     t.add_argument("--steps", type=int, default=6000, help="total steps; sets the LR schedule (default 6000)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--max-minutes", type=float, help="stop (and export) after this many minutes")
+    t.add_argument("--max-minutes", type=float, help="stop (and export) after this many minutes of this invocation")
     t.add_argument("--resume", action=argparse_bool(), default=True,
                    help="continue from DIR/checkpoint.pt if present (default; --no-resume starts over)")
     t.add_argument("--export", help="also export the final EMA weights into this folder (e.g. bench/toy)")

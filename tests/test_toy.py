@@ -156,3 +156,26 @@ def test_shipped_samples_are_clean():
             assert q["bg_error"] < BG_ERROR_MAX, label
             assert FG_FRACTION[0] < q["fg_fraction"] < FG_FRACTION[1], label
             assert q["colour_ok"], label
+
+
+def test_sample_strip_png(reference_run, tmp_path):
+    out, _ = reference_run
+    bb = toy.load_toy_backbone("toy", "cpu", path=out / "export")
+    calls = []
+
+    def fake_guided(backbone, reference, prompt, seed):   # how the integrator adds a guided row
+        calls.append((tuple(reference.shape), prompt, seed))
+        return reference.flip(0)
+
+    rows = {**toy.strip_rows(), "guided (stand-in)": fake_guided}
+    png = toy.sample_strip(bb, tmp_path / "strip.png", clips=2, seed=5, rows=rows)
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert [c[2] for c in calls] == [5, 6] and calls[0][0] == (4, 3, 16, 16)
+
+
+def test_missing_checkpoint_names_the_fix(monkeypatch, tmp_path):
+    from motiongrid import weights
+
+    monkeypatch.setattr(toy, "toy_checkpoint_dir", lambda: tmp_path / "nowhere")
+    with pytest.raises(weights.WeightsMissing, match="motiongrid toy train"):
+        toy.load_toy_backbone()
