@@ -297,6 +297,10 @@ class ToyBackbone(Backbone):
     The scheduler is DDIM with v-prediction, squared-cosine betas, trailing spacing."""
     prompt_encoder: nn.Module = field(default=None)
     config: dict = field(default_factory=dict)
+    # sampler defaults the method adapters read (MotionClone / unguided)
+    default_steps: int = DEFAULT_SAMPLING_STEPS
+    default_cfg: float = DEFAULT_CFG
+    default_negative_prompt: str = ""
 
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         with torch.no_grad():
