@@ -385,7 +385,7 @@ def quality(video: torch.Tensor, colour: str, fg_threshold: float = 0.3, margin:
     background = ~near
     bg_err = ((video - bg).abs() * background).sum() / (background.sum() * 3).clamp(min=1)
     out = {"bg_error": float(bg_err), "fg_fraction": float(fg.float().mean()),
-           "colour_ok": False, "fg_colour": None}
+           "colour_ok": False, "fg_colour": None, **_object_track(fg[:, 0])}
     if fg.any():
         mean = (video * fg).sum(dim=(0, 2, 3)) / fg.sum()
         out["fg_colour"] = [round(float(c), 3) for c in mean]
@@ -393,6 +393,24 @@ def quality(video: torch.Tensor, colour: str, fg_threshold: float = 0.3, margin:
         d = [float(((mean - torch.tensor(COLOURS[c])) ** 2).sum()) for c in names]
         out["colour_ok"] = names[int(np.argmin(d))] == colour
     return out
+
+
+def _object_track(fg: torch.Tensor) -> dict:
+    """Per-frame connected components of the foreground mask (F,H,W) and the mean per-frame
+    step of the largest component's centroid (px): "one object" and "it moves"."""
+    from scipy import ndimage
+
+    counts, centres = [], []
+    for mask in fg.numpy():
+        labels, n = ndimage.label(mask)
+        counts.append(n)
+        if n:
+            sizes = ndimage.sum(mask, labels, range(1, n + 1))
+            centres.append(ndimage.center_of_mass(mask, labels, int(np.argmax(sizes)) + 1))
+        else:
+            centres.append(None)
+    steps = [float(np.hypot(*np.subtract(b, a))) for a, b in zip(centres, centres[1:]) if a is not None and b is not None]
+    return {"components": float(np.mean(counts)), "step_px": float(np.mean(steps)) if steps else float("nan")}
 
 
 QUALITY_PROMPTS = [("red", "circle"), ("green", "square"), ("blue", "circle"), ("yellow", "square")]
@@ -408,7 +426,9 @@ def quality_report(backbone: Backbone, seeds: Sequence[int] = (0,), steps: int =
     return {"bg_error_mean": float(np.mean([r["bg_error"] for r in rows])),
             "bg_error_max": float(np.max([r["bg_error"] for r in rows])),
             "fg_fraction_mean": float(np.mean([r["fg_fraction"] for r in rows])),
-            "colour_ok": float(np.mean([r["colour_ok"] for r in rows])), "n": len(rows)}
+            "colour_ok": float(np.mean([r["colour_ok"] for r in rows])),
+            "components": float(np.mean([r["components"] for r in rows])),
+            "step_px": float(np.nanmean([r["step_px"] for r in rows])), "n": len(rows)}
 
 
 # ---- training -------------------------------------------------------------------------------------

@@ -129,6 +129,7 @@ needs_shipped = pytest.mark.skipif(not SHIPPED.is_file(),
 # Thresholds for "clean" samples (unguided, 25 DDIM steps, CFG 3, fixed seeds):
 BG_ERROR_MAX = 0.04      # mean |background − FLAT_BACKGROUND| per sample, background = >2 px from the object
 FG_FRACTION = (0.02, 0.25)  # a 6–8 px object is 4–11% of a 24×24 frame
+COMPONENTS_MAX = 1.25    # mean connected foreground components per frame: one object (≤2 of 8 frames with a stray blob)
 
 
 @needs_shipped
@@ -156,6 +157,7 @@ def test_shipped_samples_are_clean():
             assert q["bg_error"] < BG_ERROR_MAX, label
             assert FG_FRACTION[0] < q["fg_fraction"] < FG_FRACTION[1], label
             assert q["colour_ok"], label
+            assert q["components"] <= COMPONENTS_MAX, label
 
 
 def test_sample_strip_png(reference_run, tmp_path):
