@@ -431,6 +431,37 @@ def quality_report(backbone: Backbone, seeds: Sequence[int] = (0,), steps: int =
             "step_px": float(np.nanmean([r["step_px"] for r in rows])), "n": len(rows)}
 
 
+@torch.no_grad()
+def timestep_errors(backbone: Backbone, timesteps: Sequence[int] = (10, 50, 200, 400, 700, 950),
+                    clips: int = 8, seed: int = 4321) -> list[dict]:
+    """Per-timestep diagnostics on held-out toy clips (conditional branch): mean |x̂0 − x0| in
+    [0, 1] units, and the spread of the implied noise prediction (1 when calibrated) — the
+    earlier trial failed at low noise, where ε̂ had spread 0.6."""
+    refs = toy_reference_clips(clips, seed=seed, clip_options=getattr(backbone, "config", {}).get("clip_options"))
+    x0 = torch.cat([backbone.encode_video(f) for f, _ in refs])
+    context = backbone.encode_prompt([p for _, p in refs]).repeat_interleave(backbone.num_frames, dim=0)
+    acp = backbone.scheduler.alphas_cumprod
+    kind = backbone.scheduler.config.prediction_type
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for t in timesteps:
+        a = acp[t].to(x0.dtype)
+        noise = torch.randn(x0.shape, generator=gen)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        out = backbone.unet(xt, torch.full((len(refs),), t), encoder_hidden_states=context).sample
+        if kind == "v_prediction":
+            x0_hat, eps_hat = a.sqrt() * xt - (1 - a).sqrt() * out, (1 - a).sqrt() * xt + a.sqrt() * out
+        elif kind == "epsilon":
+            eps_hat = out
+            x0_hat = (xt - (1 - a).sqrt() * out) / a.sqrt()
+        else:
+            x0_hat = out
+            eps_hat = (xt - a.sqrt() * out) / (1 - a).sqrt()
+        rows.append({"t": int(t), "x0_abs_error": float((x0_hat.clamp(-1, 1) - x0).abs().mean() / 2),
+                     "eps_std": float(eps_hat.std()), "eps_mse": float((eps_hat - noise).square().mean())})
+    return rows
+
+
 # ---- training -------------------------------------------------------------------------------------
 
 def _step_generators(seed: int, step: int) -> tuple[np.random.Generator, torch.Generator]:

@@ -199,3 +199,11 @@ def test_toy_backbone_drives_the_motionclone_sampler(reference_run):
     trace = []
     mc.guided_sample(bb, prompt, 3, 4, 2.0, guidance=guidance, trace=trace)
     assert [s["energy"] is not None for s in trace] == [True, True, False, False]
+
+
+def test_timestep_errors_diagnostic(reference_run):
+    out, _ = reference_run
+    bb = toy.load_toy_backbone("toy", "cpu", path=out / "export")
+    rows = toy.timestep_errors(bb, timesteps=(10, 500), clips=2)
+    assert [r["t"] for r in rows] == [10, 500]
+    assert all(r["x0_abs_error"] >= 0 and r["eps_std"] > 0 for r in rows)
