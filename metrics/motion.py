@@ -84,13 +84,25 @@ def track_similarity(ref_tracks: torch.Tensor, ref_vis: torch.Tensor, gen_tracks
     return sim.clamp(-1.0, 1.0), defined
 
 
+def moving_tracks(tracks: torch.Tensor, vis: torch.Tensor, static_px: float) -> torch.Tensor:
+    """(N,) bool: tracks whose mean displacement over visible steps is at least ``static_px``."""
+    d = (tracks[1:] - tracks[:-1]).double().norm(dim=-1)
+    valid = (vis[1:] & vis[:-1]).double()
+    mean = (d * valid).sum(0) / valid.sum(0).clamp(min=1)
+    return (mean >= static_px) & (valid.sum(0) > 0)
+
+
 def motion_fidelity(ref_tracks: torch.Tensor, ref_vis: torch.Tensor, gen_tracks: torch.Tensor,
-                    gen_vis: torch.Tensor, static_px: float = 0.5) -> dict[str, float]:
-    """Both variants of DMT's motion fidelity from (T, N, 2)/(T, N) and (T, M, 2)/(T, M) tracks."""
+                    gen_vis: torch.Tensor, static_px: float = 0.5,
+                    empty_score: float | None = None) -> dict[str, float]:
+    """Both variants of DMT's motion fidelity from (T, N, 2)/(T, N) and (T, M, 2)/(T, M) tracks.
+    With no comparable pair: ``empty_score`` if given, else an error."""
     sim, defined = track_similarity(ref_tracks, ref_vis, gen_tracks, gen_vis, static_px)
     masked = torch.where(defined, sim, torch.full_like(sim, -torch.inf))
     gen_ok = defined.any(0)          # generated tracks with at least one defined pair
     ref_ok = defined.any(1)
+    if not gen_ok.any() and empty_score is not None:
+        return {"symmetric": empty_score, "dmt_one_way": empty_score, "n_reference": 0.0, "n_generated": 0.0}
     if not gen_ok.any():
         raise ValueError("motion_fidelity: no pair of reference and generated tracks is visible over a "
                          "common frame step; nothing to compare")
@@ -204,11 +216,18 @@ class MotionFidelity(BaseMetric):
     description = "DMT motion fidelity from point tracks (symmetric and DMT one-way variants)"
     higher_is_better = True
     needs = frozenset({"reference"})
-    defaults = {"tracker": "auto", "grid_size": 30, "static_px": 0.5,
+    defaults = {"tracker": "auto", "grid_size": 30, "static_px": 0.5, "points": "all",
                 "lk_win": 15, "lk_levels": 3, "lk_fb_px": 1.0}
+    # points="moving": score only reference tracks that move (mean step >= static_px) — the
+    # role DMT's optional mask box plays. Without it, on a static background every static
+    # generated track "agrees" with the background and a frozen video scores like the
+    # reference. With gt, the generated side is tracked from those moving points only; with
+    # lk/cotracker, generated tracks that do not move are dropped too. If no generated track
+    # survives (lost, or nothing moves), the reference motion was not reproduced: score 0.
 
     def check_options(self) -> None:
         check_choice(self.name, "tracker", self.options["tracker"], TRACKERS)
+        check_choice(self.name, "points", self.options["points"], ("all", "moving"))
         if not isinstance(self.options["grid_size"], int) or self.options["grid_size"] < 2:
             raise ValueError(f"metric 'motion_fidelity': grid_size must be an int >= 2, got {self.options['grid_size']!r}")
         if float(self.options["static_px"]) < 0:
@@ -256,7 +275,7 @@ class MotionFidelity(BaseMetric):
         ref = self.resolved_tracker()
         out = {"tracker": ref, "reference_tracker": self.tracker_settings(ref),
                "generated_tracker": self.tracker_settings(self.generated_tracker()),
-               "static_px": self.options["static_px"],
+               "static_px": self.options["static_px"], "points": self.options["points"],
                "static_rule": "static if |d|<static_px; static-static=1, static-moving=0, moving-moving=cos",
                "resample": self.options["resample"]}
         if ref == "gt":
@@ -283,6 +302,8 @@ class MotionFidelity(BaseMetric):
                 raise ValueError(f"motion_fidelity (tracker gt): clip {clip.id!r} has no ground-truth tracks; "
                                  f"use tracker 'lk', 'cotracker' or 'auto'")
             ref_t, ref_v = pair.ref_tracks.float(), pair.ref_visibility.bool()
+            if self.moving_only:
+                ref_t, ref_v = self._moving(ref_t, ref_v, clip)
             start = ref_v[0]
             if not start.any():
                 raise ValueError(f"motion_fidelity (tracker gt): clip {clip.id!r} has no track visible at frame 0")
@@ -293,8 +314,25 @@ class MotionFidelity(BaseMetric):
             clip.content_hash, f"tracks-{tracker}", settings,
             lambda: dict(zip(("tracks", "visibility"), self._track(tracker, pair.reference, None))))
         gen_t, gen_v = self._track(tracker, pair.generated, None)
-        return ref["tracks"], ref["visibility"].bool(), gen_t, gen_v
+        ref_t, ref_v = ref["tracks"], ref["visibility"].bool()
+        if self.moving_only:
+            ref_t, ref_v = self._moving(ref_t, ref_v, clip)
+            keep = moving_tracks(gen_t, gen_v, float(self.options["static_px"]))
+            gen_t, gen_v = gen_t[:, keep], gen_v[:, keep]
+        return ref_t, ref_v, gen_t, gen_v
+
+    @property
+    def moving_only(self) -> bool:
+        return self.options["points"] == "moving"
+
+    def _moving(self, tracks: torch.Tensor, vis: torch.Tensor, clip: Clip):
+        keep = moving_tracks(tracks, vis, float(self.options["static_px"]))
+        if not keep.any():
+            raise ValueError(f"motion_fidelity (points=moving): no reference track of clip {clip.id!r} moves "
+                             f"by {self.options['static_px']} px per frame or more")
+        return tracks[:, keep], vis[:, keep]
 
     def score(self, generated: Video, clip: Clip) -> dict[str, float]:
         ref_t, ref_v, gen_t, gen_v = self.tracks(generated, clip)
-        return motion_fidelity(ref_t, ref_v, gen_t, gen_v, float(self.options["static_px"]))
+        return motion_fidelity(ref_t, ref_v, gen_t, gen_v, float(self.options["static_px"]),
+                               empty_score=0.0 if self.moving_only else None)

@@ -219,3 +219,28 @@ def test_cotracker_loads_from_imported_repo_and_checkpoint(isolated, monkeypatch
     gt = MotionFidelity(tracker="gt")                          # generated side through CoTracker queries
     assert gt.preprocessing()["generated_tracker"]["tracker"] == "cotracker"
     assert gt.score(Video(clip.frames.clone()), clip)["n_generated"] > 0
+
+
+def test_moving_points_separate_frozen_from_faithful_on_a_flat_background(isolated):  # noqa: F811
+    """On the toy world's flat background, points='moving' scores the reference 1 and a frozen
+    first frame 0, where points='all' lets static background agreement lift the frozen video."""
+    opts = ShapesOptions(count=2, size=24, frames=8, background="flat", kinds=("circle", "square"),
+                         motions=("translate",), radius=(0.125, 0.166), speed=(0.042, 0.083),
+                         striped=False, describe_motion=False, seed=1000)
+    for clip in generate_clips(opts):
+        frozen = Video(clip.frames[:1].expand_as(clip.frames).clone())
+        for tracker in ("gt", "lk"):
+            moving = MotionFidelity(tracker=tracker, points="moving")
+            assert moving.score(Video(clip.frames.clone()), clip)["symmetric"] > 0.95, (clip.id, tracker)
+            r = moving.score(frozen, clip)
+            assert r["symmetric"] == 0.0 and r["n_generated"] == 0.0 or r["symmetric"] < 0.05, (clip.id, tracker, r)
+        everything = MotionFidelity(tracker="gt", points="all").score(frozen, clip)
+        assert everything["dmt_one_way"] > 0.9          # the failure mode points="moving" removes
+
+
+def test_moving_points_need_a_moving_reference(isolated):  # noqa: F811
+    tr = linear_tracks([[0, 0], [0, 0]])
+    from motiongrid.metrics.motion import moving_tracks
+
+    assert not moving_tracks(tr, ones(tr), 0.5).any()
+    assert moving_tracks(linear_tracks([[1, 0], [0, 0]]), ones(tr), 0.5).tolist() == [True, False]
