@@ -643,7 +643,7 @@ def plot_loss(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train(out_dir: str | os.PathLike, steps: int = 6000, seed: int = 0, *, resume: bool = True,
+def train(out_dir: str | os.PathLike, steps: int = 4000, seed: int = 0, *, resume: bool = True,
           max_minutes: float | None = None, export: str | os.PathLike | None = None,
           config: TrainConfig | None = None, unet_config: dict | None = None,
           clip_options: dict | None = None, prompt_tokens: int = 8, progress: bool = True,
@@ -843,7 +843,7 @@ def register_cli(subparsers) -> None:
     sub = p.add_subparsers(dest="toy_command", required=True, metavar="{train,export,sample}")
     t = sub.add_parser("train", help="train the toy model (resumes from DIR/checkpoint.pt)")
     t.add_argument("--out", required=True, help="run folder (checkpoint.pt, train_log.csv, export/)")
-    t.add_argument("--steps", type=int, default=6000, help="total steps; sets the LR schedule (default 6000)")
+    t.add_argument("--steps", type=int, default=4000, help="total steps; sets the LR schedule (default 4000, as shipped)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-minutes", type=float, help="stop (and export) after this many minutes of this invocation")
     t.add_argument("--resume", action=argparse_bool(), default=True,
