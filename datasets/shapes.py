@@ -33,6 +33,18 @@ KINDS = ("circle", "square", "triangle")
 MOTIONS = ("translate", "rotate", "scale", "pan", "zoom", "occlusion")
 FLAT_BACKGROUND = (0.08, 0.08, 0.10)  # the toy world's background colour
 
+# Named option sets. "toy" is the toy world (methods/toy.py trains on it): one plain circle or
+# square, 3-4 px half-size, translating 1-2 px/frame over a flat dark background, 8 frames of
+# 24x24, prompts without motion words (motion must come from guidance, not from text).
+PRESETS = {
+    "toy": {
+        "size": 24, "frames": 8, "background": "flat", "kinds": ("circle", "square"),
+        "colours": ("red", "green", "blue", "yellow"), "motions": ("translate",),
+        "radius": (3 / 24, 4 / 24), "speed": (1 / 24, 2 / 24), "striped": False,
+        "describe_motion": False, "fps": 8.0,
+    },
+}
+
 
 @dataclass(frozen=True)
 class ClipSpec:
@@ -312,6 +324,11 @@ class ShapesClipSet(ClipSet):
 
     def load(self) -> list[Clip]:
         opts = dict(self.options)
+        preset = opts.pop("preset", None)
+        if preset is not None:
+            if preset not in PRESETS:
+                raise ValueError(f"shapes option preset={preset!r}: known presets are {sorted(PRESETS)}")
+            opts = {**PRESETS[preset], **opts}   # explicit options override the preset
         for key in ("kinds", "colours", "motions", "radius", "speed"):
             if key in opts:
                 opts[key] = tuple(opts[key])
