@@ -126,7 +126,7 @@ SHIPPED = toy.toy_checkpoint_dir() / "toy.safetensors"
 needs_shipped = pytest.mark.skipif(not SHIPPED.is_file(),
                                    reason=f"toy checkpoint not committed yet ({SHIPPED})")
 
-# Thresholds for "clean" samples (unguided, 25 DDIM steps, CFG 3, fixed seeds):
+# Thresholds for "clean" samples (unguided, 25 DDIM steps, the default CFG, fixed seeds):
 BG_ERROR_MAX = 0.04      # mean |background − FLAT_BACKGROUND| per sample, background = >2 px from the object
 FG_FRACTION = (0.02, 0.25)  # a 6–8 px object is 4–11% of a 24×24 frame
 COMPONENTS_MAX = 1.25    # mean connected foreground components per frame: one object (≤2 of 8 frames with a stray blob)
