@@ -131,17 +131,22 @@ def _is_diagnostic(key: str, info: dict[str, MetricInfo]) -> bool:
     return sub not in declared if declared is not None else bool(DIAGNOSTIC_SUBKEY.search(sub))
 
 
-def load_run(run_dir: str | Path) -> RunData:
+def open_store(run_dir: str | Path) -> Store:
+    """The run's store, read-only, with errors that name the directory."""
     path = Path(run_dir)
     if not path.exists():
         raise RunDirError(f"{path}: run directory not found")
     if not path.is_dir():
         raise RunDirError(f"{path}: not a directory (expected a motiongrid run directory)")
     try:
-        store = Store.open_existing(path)
+        return Store.open_existing(path)
     except FileNotFoundError as exc:
         raise RunDirError(str(exc)) from None
-    with store:
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    path = Path(run_dir)
+    with open_store(path) as store:
         rows = store.rows()
 
     warnings: list[str] = []

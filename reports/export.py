@@ -12,21 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from motiongrid.reports.data import RunDirError
-from motiongrid.store import Store
+from motiongrid.reports.data import RunDirError, open_store
 
 FORMATS = ("csv", "parquet")
 
 
 def export_frame(run_dir: str | Path) -> pd.DataFrame:
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise RunDirError(f"{path}: run directory not found")
-    try:
-        store = Store.open_existing(path)
-    except FileNotFoundError as exc:
-        raise RunDirError(str(exc)) from None
-    with store:
+    with open_store(run_dir) as store:
         frame = store.dataframe()
         rows = store.rows()
     if frame.empty:
