@@ -761,10 +761,26 @@ def _unguided_row(backbone: Backbone, reference: torch.Tensor, prompt: str, seed
     return sample_unguided(backbone, [prompt], seed)[0]
 
 
+def _adapter_row(method: str, **params) -> RowMaker:
+    """A row from a registered adapter (the same code path as `motiongrid run`)."""
+    def row(backbone: Backbone, reference: torch.Tensor, prompt: str, seed: int) -> torch.Tensor:
+        from motiongrid.datasets.clip import Clip
+        from motiongrid.datasets.video import Video, hash_frames
+        from motiongrid.registry import methods
+
+        adapter = methods.get(method)()
+        adapter.prepare(backbone.device)
+        adapter._backbones[(backbone.model_id, str(backbone.device))] = backbone
+        clip = Clip(id="strip", prompt=prompt, loader=lambda: Video(reference, 8.0), source_hash=hash_frames(reference))
+        return adapter.generate(clip, adapter.Params(model=backbone.model_id, **params), seed).frames
+    return row
+
+
 def strip_rows() -> dict[str, RowMaker]:
-    """The rows of ``motiongrid toy sample`` after the reference row, in order. Extend this
-    (e.g. ``rows["motionclone primary"] = ...``) once the guided sampler exists."""
-    return {"unguided": _unguided_row}
+    """The rows of ``motiongrid toy sample`` after the reference row, in order."""
+    return {"unguided": _unguided_row,
+            "motionclone plain": _adapter_row("motionclone", mask="plain"),
+            "motionclone primary k=1": _adapter_row("motionclone", mask="primary", k=1)}
 
 
 def toy_reference_clips(count: int, seed: int = 1234, clip_options: dict | None = None
