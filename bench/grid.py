@@ -99,11 +99,13 @@ def _type_name(annotation) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
-def cell_key(variant: MethodVariant, clip: Clip, seed: int, metric_spec: dict) -> str:
-    """Hash of everything that determines a cell's result."""
+def cell_key(variant: MethodVariant, clip: Clip, seed: int, metric_spec: dict, weights: dict) -> str:
+    """Hash of everything that determines a cell's result, including the identity of the
+    method's loaded weights (so a retrained or swapped model never reuses stale cells)."""
     payload = {
         "method": variant.method,
         "params": variant.params.model_dump(mode="json"),
+        "weights": weights,
         "clip": clip.content_hash,
         "seed": seed,
         "metrics": metric_spec,
@@ -113,7 +115,7 @@ def cell_key(variant: MethodVariant, clip: Clip, seed: int, metric_spec: dict) -
 
 
 def expand_cells(variants: list[MethodVariant], clips: list[Clip], seeds: list[int],
-                 metric_spec: dict) -> list[Cell]:
-    """Cells ordered method-major so each method's models load once and stay loaded."""
-    return [Cell(v, clip, seed, cell_key(v, clip, seed, metric_spec))
+                 metric_spec: dict, fingerprints: dict[str, dict]) -> list[Cell]:
+    """Cells ordered method-major; ``fingerprints`` maps each label to its weights identity."""
+    return [Cell(v, clip, seed, cell_key(v, clip, seed, metric_spec, fingerprints.get(v.label, {})))
             for v in variants for clip in clips for seed in seeds]

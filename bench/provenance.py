@@ -55,7 +55,7 @@ def device_info(device: torch.device) -> dict:
 
 def write_run_json(out: Path, *, config, source, device, clips, variants, metrics, unavailable,
                    finished: bool, cells: dict | None, reference_videos: dict,
-                   cell_keys: list[str]) -> Path:
+                   cell_keys: list[str], fingerprints: dict, method_info: dict) -> Path:
     path = Path(out) / "run.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     sha, dirty = git_state()
@@ -92,7 +92,8 @@ def write_run_json(out: Path, *, config, source, device, clips, variants, metric
         "reference_videos": reference_videos,
         "metrics": metric_info,
         "methods": {v.label: {"method": v.method, "params": v.params.model_dump(mode="json"),
-                              "task": v.method_cls.task} for v in variants},
+                              "task": v.method_cls.task, "fingerprint": fingerprints.get(v.label),
+                              **method_info.get(v.method, {})} for v in variants},
         "cells": cells,
         "cell_keys": cell_keys,  # the current grid's cells (a reused run dir may hold others)
     }

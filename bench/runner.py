@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
 import sys
 import traceback
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from motiongrid.api import Metric
+from motiongrid.api import Method, Metric
 from motiongrid.config import ConfigError, RunConfig, load_config
 from motiongrid.datasets.clip import Clip
 from motiongrid.datasets.video import Video, VideoError, write_video
@@ -118,13 +119,42 @@ class Runner:
         if not self.clips:
             raise ConfigError(f"{source}: clips: the clip set gave no clips")
         self.metrics, self.unavailable = build_run_metrics(config.metrics, config.metric_options, source)
-        metric_spec = {m: config.metric_options.get(m, {}) for m in sorted(config.metrics)}
-        self.cells = expand_cells(self.variants, self.clips, config.seeds, metric_spec)
+        self.metric_spec = {m: config.metric_options.get(m, {}) for m in sorted(config.metrics)}
+        self.total_cells = len(self.variants) * len(self.clips) * len(config.seeds)
+        self.cells: list[Cell] = []          # keyed once the methods are prepared (run)
+        self.prepared: dict[str, Method | BaseException] = {}
+        self.method_info: dict[str, dict] = {}
+
+    def prepare_methods(self) -> None:
+        """Load each method once; its weights' fingerprint goes into every cell key. A method
+        that fails to load fails its cells (with the reason), never the run."""
+        for name in dict.fromkeys(v.method for v in self.variants):
+            cls = next(v.method_cls for v in self.variants if v.method == name)
+            start = time.perf_counter()
+            try:
+                method = cls()
+                method.prepare(self.device, None)
+                self.prepared[name] = method
+            except Exception as exc:
+                self.prepared[name] = exc
+            self.method_info[name] = {"load_s": round(time.perf_counter() - start, 3)}
+        fingerprints = {}
+        for v in self.variants:
+            method = self.prepared[v.method]
+            try:
+                if isinstance(method, BaseException):
+                    raise method
+                fingerprints[v.label] = method.fingerprint(v.params)
+            except Exception as exc:
+                fingerprints[v.label] = {"unavailable": _failure_reason(exc)}
+        self.fingerprints = fingerprints
+        self.cells = expand_cells(self.variants, self.clips, self.config.seeds, self.metric_spec, fingerprints)
 
     def run(self) -> RunSummary:
         self.out.mkdir(parents=True, exist_ok=True)
         store = Store(self.out / "results.sqlite")
         try:
+            self.prepare_methods()
             done = store.finished_keys()
             todo = [c for c in self.cells if c.key not in done]
             self._write_provenance(finished=False)
@@ -132,10 +162,9 @@ class Runner:
             for metric in self.metrics:
                 metric.prepare(self.device)
             ok = failed = 0
-            prepared: dict[str, BaseException | object] = {}
             with self._progress(len(todo)) as advance:
                 for cell in todo:
-                    result = self._run_cell(cell, prepared)
+                    result = self._run_cell(cell)
                     store.put(result)
                     ok += result.status == "ok"
                     failed += result.status == "failed"
@@ -147,23 +176,16 @@ class Runner:
             store.close()
 
     # -- one cell ------------------------------------------------------------------
-    def _method(self, variant: MethodVariant, prepared: dict, meter: ResourceMeter):
-        """Each method class is prepared once per run; a failed prepare fails its cells."""
-        name = variant.method
-        if name not in prepared:
-            try:
-                with meter.stage("load"):
-                    method = variant.method_cls()
-                    method.prepare(self.device, None)
-                prepared[name] = method
-            except Exception as exc:
-                prepared[name] = exc
-        obj = prepared[name]
-        if isinstance(obj, BaseException):
-            raise RuntimeError(f"prepare failed: {_failure_reason(obj)}")
-        return obj
+    def _method(self, variant: MethodVariant) -> Method:
+        method = self.prepared[variant.method]
+        if isinstance(method, BaseException):
+            raise RuntimeError(f"prepare failed: {_failure_reason(method)}")
+        fingerprint = self.fingerprints[variant.label]
+        if "unavailable" in fingerprint:
+            raise RuntimeError(fingerprint["unavailable"])
+        return method
 
-    def _run_cell(self, cell: Cell, prepared: dict) -> CellResult:
+    def _run_cell(self, cell: Cell) -> CellResult:
         v = cell.variant
         result = CellResult(key=cell.key, method=v.method, label=v.label,
                             params=v.params.model_dump(mode="json"), clip_id=cell.clip.id,
@@ -171,7 +193,7 @@ class Runner:
         meter = ResourceMeter(self.device)
         try:
             with meter:
-                method = self._method(v, prepared, meter)
+                method = self._method(v)
                 with meter.stage("generate"):
                     video = check_output(method.generate(cell.clip, v.params, cell.seed), v)
             artifact = Path("videos") / f"{cell.key}.mp4"
@@ -211,7 +233,8 @@ class Runner:
             clips=self.clips, variants=self.variants, metrics=self.metrics,
             unavailable=self.unavailable, finished=finished, cells=counts,
             reference_videos={c.id: f"references/{safe_name(c.id)}.mp4" for c in self.clips},
-            cell_keys=[c.key for c in self.cells])
+            cell_keys=[c.key for c in self.cells], fingerprints=self.fingerprints,
+            method_info=self.method_info)
 
     def _progress(self, total: int):
         return _ProgressBar(total, enabled=self.progress)
@@ -252,7 +275,7 @@ def _cmd_run(args) -> int:
     except (ConfigError, VideoError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(f"motiongrid run: {len(runner.cells)} cells ({len(runner.variants)} method variants × "
+    print(f"motiongrid run: {runner.total_cells} cells ({len(runner.variants)} method variants × "
           f"{len(runner.clips)} clips × {len(config.seeds)} seeds) -> {out}")
     for name, reason in runner.unavailable.items():
         print(f"  metric {name}: {reason}")

@@ -678,7 +678,10 @@ class _BackboneMethod(Method):
         return self._backbones[key]
 
     def fingerprint(self, params: SamplerParams) -> dict:
-        return dict(self.backbone(params.model).fingerprint)
+        """The weights' identity plus the resolved sampler defaults (they change the video)."""
+        bb = self.backbone(params.model)
+        steps, cfg, negative = self.sampler_settings(bb, params)
+        return {**bb.fingerprint, "steps": steps, "cfg": cfg, "negative_prompt": negative}
 
     @staticmethod
     def sampler_settings(bb: Backbone, params: SamplerParams) -> tuple[int, float, str]:

@@ -258,3 +258,35 @@ def test_prepare_failure_fails_that_methods_cells_only(tmp_path):
 
     summary = _runner(tmp_path, '[[methods]]\nname = "_test_noprep"\n[[methods]]\nname = "reference"', limit=2).run()
     assert summary.failed == 2 and summary.ok == 2
+
+
+@methods.register("_test_weights")
+class _WeightsMethod(Method):
+    """Its output depends on 'loaded weights' identified by a class attribute."""
+    version = "v1"
+
+    def fingerprint(self, params):
+        if self.version == "missing":
+            raise FileNotFoundError("weights gone: run `motiongrid weights fetch w`")
+        return {"weights": self.version}
+
+    def generate(self, clip, params, seed):
+        return Video(clip.frames.clone(), 8)
+
+
+def test_changed_weights_never_reuse_finished_cells(tmp_path):
+    toml = '[[methods]]\nname = "_test_weights"'
+    first = _runner(tmp_path, toml, limit=2).run()
+    assert first.ok == 2
+    assert _runner(tmp_path, toml, limit=2).run().skipped == 2          # same weights: resumed
+    _WeightsMethod.version = "v2"
+    try:
+        again = _runner(tmp_path, toml, limit=2).run()
+        assert again.skipped == 0 and again.ok == 2                     # new weights: recomputed
+        _WeightsMethod.version = "missing"
+        gone = _runner(tmp_path, toml, limit=2).run()
+        assert gone.failed == 2
+    finally:
+        _WeightsMethod.version = "v1"
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert "weights gone" in run["methods"]["_test_weights"]["fingerprint"]["unavailable"]
