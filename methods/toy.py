@@ -109,7 +109,7 @@ def default_schedule_config() -> dict:
 SAMPLER_CONFIG = {"timestep_spacing": "trailing", "clip_sample": True, "clip_sample_range": 1.0,
                   "set_alpha_to_one": True, "steps_offset": 0}
 DEFAULT_SAMPLING_STEPS = 25
-DEFAULT_CFG = 1.5  # out_c + cfg·(out_c − out_u); 3 left residual noise and wrong colours at 1k steps (measured)
+DEFAULT_CFG = 1.0  # out_c + cfg·(out_c − out_u). Chosen on seeds 10–12 (not the tests'): 1.5 and 3 gave noisier backgrounds and wrong colours
 
 
 @dataclass
