@@ -5,6 +5,7 @@ number shown anywhere is the same number everywhere.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import pandas as pd
@@ -13,6 +14,7 @@ from motiongrid.reports.data import RunData, cell_value
 from motiongrid.reports.stats import bootstrap_mean
 
 AGG_COLUMNS = ["metric", "n", "n_missing", "mean", "lo", "hi"]
+PAIRED_COLUMNS = ["label", "metric", "n", "mean", "lo", "hi"]
 
 
 def aggregate(rows: Iterable[dict], keys: Sequence[str], by: Sequence[str] = ("label",)) -> pd.DataFrame:
@@ -32,6 +34,31 @@ def aggregate(rows: Iterable[dict], keys: Sequence[str], by: Sequence[str] = ("l
             records.append({**dict(zip(by, group)), "metric": key, "n": est.n,
                             "n_missing": len(members) - est.n, "mean": est.mean, "lo": est.lo, "hi": est.hi})
     return pd.DataFrame.from_records(records, columns=[*by, *AGG_COLUMNS])
+
+
+def paired_differences(rows: Iterable[dict], key: str, baseline_label: str) -> pd.DataFrame:
+    """label − baseline for one metric, paired by (clip_id, seed) over both labels' *ok* cells.
+
+    Pairing cancels the clip-to-clip and seed-to-seed spread that per-label CIs carry, so it can
+    show a difference that overlapping per-label CIs cannot. ``n`` counts pairs; a pair is kept
+    only when both values are finite (PSNR=inf has no difference). Labels with no pair are left out.
+    """
+    values: dict[str, dict[tuple, float]] = {}
+    for r in rows:
+        v = cell_value(r, key) if r["status"] == "ok" else None
+        if v is not None and math.isfinite(v):
+            values.setdefault(r["label"], {})[(r["clip_id"], r["seed"])] = v
+    base = values.get(baseline_label, {})
+    records = []
+    for label, vals in values.items():
+        if label == baseline_label:
+            continue
+        diffs = [v - base[pair] for pair, v in vals.items() if pair in base]
+        if not diffs:
+            continue
+        est = bootstrap_mean(diffs)
+        records.append({"label": label, "metric": key, "n": est.n, "mean": est.mean, "lo": est.lo, "hi": est.hi})
+    return pd.DataFrame.from_records(records, columns=PAIRED_COLUMNS)
 
 
 def cell_counts(rows: Iterable[dict], by: Sequence[str] = ("label",)) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from motiongrid.reports.aggregate import aggregate
 from motiongrid.reports.data import MEMORY_KEY, TIME_PREFIX, RunData, RunDirError, cell_value, load_run
-from motiongrid.reports.formatting import fmt, template_env
+from motiongrid.reports.formatting import fmt, fmt_signed, template_env
 
 DEFAULT_TOLERANCE = "1%"
 ABS_FLOOR = 1e-6  # a relative tolerance on a base mean of 0 would otherwise be 0
@@ -226,18 +226,12 @@ def render_markdown(comp: Comparison) -> str:
         "regressions": comp.regressions, "failed_now": comp.failed_now, "missing": comp.missing,
         "lost_values": comp.lost_values, "fixed": comp.fixed, "allow_missing": comp.allow_missing,
         "default_tolerance": str(comp.tolerances["default"]), "overrides": overrides,
-        "deltas": [{"d": d, "base": fmt(d.base), "new": fmt(d.new), "diff": _signed(d.diff),
+        "deltas": [{"d": d, "base": fmt(d.base), "new": fmt(d.new), "diff": fmt_signed(d.diff),
                     "pct": "" if math.isnan(d.pct) else f"{d.pct:+.2f}%", "status": STATUS_ICON[d.status],
                     "allowed": fmt(d.allowed) if not math.isnan(d.allowed) else "—"} for d in deltas],
         "notes": comp.notes + [f"base: {w}" for w in comp.base.warnings] + [f"new: {w}" for w in comp.new.warnings],
     }
     return template_env(markdown=True).get_template("compare.md.j2").render(**ctx)
-
-
-def _signed(x: float) -> str:
-    if math.isnan(x):
-        return "—"
-    return ("+" if x > 0 else "") + str(fmt(x)) if x != 0 else "0"
 
 
 # ---- CLI ----------------------------------------------------------------------------------

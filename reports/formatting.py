@@ -28,6 +28,15 @@ def fmt(x: float | None) -> Markup:
     return Markup(f"{x:.4g}" if abs(x) < 1000 else f"{x:.0f}")
 
 
+def fmt_signed(x: float) -> Markup:
+    """A difference: an explicit + on gains, so a reader sees the sign without looking twice."""
+    if math.isnan(x):
+        return Markup("—")
+    if x == 0:
+        return Markup("0")
+    return Markup("+") + fmt(x) if x > 0 else fmt(x)
+
+
 def fmt_ci(lo: float, hi: float) -> Markup:
     # Nothing when unknown (n=1, non-finite values) or degenerate (every value equal).
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo == hi:

@@ -19,14 +19,15 @@ from pathlib import Path
 from markupsafe import Markup
 
 from motiongrid.reports import plots
-from motiongrid.reports.aggregate import (aggregate, cell_counts, keys_with_values, pick_headline,
-                                          pick_text_alignment, text_alignment_candidates)
+from motiongrid.reports.aggregate import (aggregate, cell_counts, keys_with_values, paired_differences,
+                                          pick_headline, pick_text_alignment, text_alignment_candidates)
 from motiongrid.reports.data import MEMORY_KEY, TIME_TOTAL, RunData, RunDirError, load_run
-from motiongrid.reports.formatting import fmt, fmt_ci, md_code_block, template_env
+from motiongrid.reports.formatting import fmt, fmt_ci, fmt_signed, md_code_block, template_env
 from motiongrid.reports.previews import Tile, preview_gif
 from motiongrid.reports.stats import LEVEL, N_BOOT
 
 DEFAULT_PREVIEWS = 4
+BASELINE_METHOD = "unguided"  # the default baseline: what guidance is meant to improve on
 MAX_SWEEP_METRICS = 6
 
 
@@ -108,7 +109,7 @@ def _summary_rows(data: RunData, summary, counts, columns: list[Column]) -> list
         if hib is not None and not col.resource and len(means) > 1 and len(set(means)) > 1:
             best[col.key] = max(means) if hib else min(means)
     count = {r.label: r for r in counts.itertuples()}
-    method_of = {r["label"]: r["method"] for r in data.rows}
+    method_of = _method_of(data)
     rows = []
     for lb in data.labels:
         c = count[lb]
@@ -121,6 +122,42 @@ def _summary_rows(data: RunData, summary, counts, columns: list[Column]) -> list
             note = f"n={s.n}" + (f", {s.n_missing} missing" if s.n_missing else "")
             row.cells.append(Cell(fmt(s.mean), fmt_ci(s.lo, s.hi), best=best.get(col.key) == s.mean, note=note))
         rows.append(row)
+    return rows
+
+
+def _method_of(data: RunData) -> dict[str, str]:
+    return {r["label"]: r["method"] for r in data.rows}
+
+
+def _pick_baseline(data: RunData, baseline: str | None) -> str | None:
+    """--baseline when given (it must be a label), else the first unguided label, else none."""
+    if baseline is not None:
+        if baseline not in data.labels:
+            raise ValueError(f"--baseline {baseline!r}: not a label of this run (have: {', '.join(data.labels)})")
+        return baseline
+    method_of = _method_of(data)
+    return next((lb for lb in data.labels if method_of[lb] == BASELINE_METHOD), None)
+
+
+def _paired_rows(data: RunData, baseline: str, columns: list[Column]) -> list[dict]:
+    """label − baseline per metric, for labels with at least one pair. ``best`` here marks a CI
+    wholly on the metric's better side of 0: a difference the pairing resolves."""
+    stat = {(r.label, col.key): r for col in columns
+            for r in paired_differences(data.rows, col.key, baseline).itertuples()}
+    rows = []
+    for lb in data.labels:
+        if not any((lb, col.key) in stat for col in columns):
+            continue
+        cells = []
+        for col in columns:
+            s = stat.get((lb, col.key))
+            if s is None:
+                cells.append(Cell("—", note="no pairs"))
+                continue
+            hib = data.metric_info(col.key).higher_is_better
+            clear = (hib is True and s.lo > 0) or (hib is False and s.hi < 0)  # NaN bounds: False
+            cells.append(Cell(fmt_signed(s.mean), fmt_ci(s.lo, s.hi), best=clear, note=f"n={s.n} pairs"))
+        rows.append({"label": lb, "cells": cells})
     return rows
 
 
@@ -217,11 +254,13 @@ def _provenance(data: RunData) -> dict:
     }
 
 
-def build_context(data: RunData, headline: str | None = None, previews: int = DEFAULT_PREVIEWS) -> dict:
+def build_context(data: RunData, headline: str | None = None, previews: int = DEFAULT_PREVIEWS,
+                  baseline: str | None = None) -> dict:
     quality = [k for k in data.metric_keys
                if data.metric_info(k).available or keys_with_values(data, [k])]
     if headline is not None and headline not in quality:
         raise ValueError(f"--metric {headline!r}: not a metric of this run (have: {', '.join(quality) or 'none'})")
+    baseline = _pick_baseline(data, baseline)
     headline = headline or pick_headline(data)
     if headline in quality:  # headline column first
         quality = [headline] + [k for k in quality if k != headline]
@@ -231,6 +270,8 @@ def build_context(data: RunData, headline: str | None = None, previews: int = DE
     main_cols = _columns(data, quality + [k for k in (MEMORY_KEY, TIME_TOTAL) if k in resources])
     res_cols = _columns(data, resources)
     with_values = keys_with_values(data, quality)
+    # the summary's metrics with values (headline first); resources are too noisy to pair
+    paired_cols = _columns(data, with_values) if baseline else []
 
     notes: dict[str, str] = {}
 
@@ -292,6 +333,7 @@ def build_context(data: RunData, headline: str | None = None, previews: int = DE
     total = len(data.rows)
     n_ok = sum(r["status"] == "ok" for r in data.rows)
     memory_kinds = sorted({r["memory_kind"] for r in data.rows if r.get("memory_kind")})
+    level = f"{int(LEVEL * 100)}%"
     return {
         "title": f"motiongrid report — {data.name}",
         "run_name": data.name,
@@ -305,9 +347,14 @@ def build_context(data: RunData, headline: str | None = None, previews: int = DE
         "git": (run.get("git_sha") or "")[:10] + (" (dirty)" if run.get("git_dirty") else ""),
         "headline": headline,
         "headline_arrow": data.metric_info(headline).arrow if headline else "",
-        "ci": f"{int(LEVEL * 100)}% percentile bootstrap over cells ({N_BOOT} resamples, seed 0)",
+        "ci": f"{level} percentile bootstrap over cells ({N_BOOT} resamples, seed 0)",
+        "ci_level": level,
+        "paired_ci": f"{level} percentile bootstrap over pairs ({N_BOOT} resamples, seed 0)",
         "columns": main_cols,
         "rows": _summary_rows(data, summary, counts, main_cols),
+        "baseline": baseline,
+        "paired_columns": paired_cols,
+        "paired_rows": _paired_rows(data, baseline, paired_cols) if baseline else [],
         "res_columns": res_cols,
         "res_rows": _summary_rows(data, summary, counts, res_cols) if res_cols else [],
         "memory_kind": ", ".join(memory_kinds),
@@ -327,12 +374,12 @@ def build_context(data: RunData, headline: str | None = None, previews: int = DE
 
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, headline: str | None = None,
-                 previews: int = DEFAULT_PREVIEWS) -> tuple[Path, Path]:
+                 previews: int = DEFAULT_PREVIEWS, baseline: str | None = None) -> tuple[Path, Path]:
     data = load_run(run_dir)
     if not data.rows:
         raise RunDirError(f"{run_dir}: results.sqlite has no cells yet (nothing to report)")
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "report"
-    ctx = build_context(data, headline=headline, previews=previews)
+    ctx = build_context(data, headline=headline, previews=previews, baseline=baseline)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     for a in ctx["figures"]:
@@ -348,7 +395,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, headlin
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser(
         "report", help="write report.md and a self-contained report.html for a run",
-        description="Summarise a run directory: per-label means with 95%% bootstrap CIs, parameter "
+        description="Summarise a run directory: per-label means with 95%% bootstrap CIs, paired "
+                    "differences against a baseline label, parameter "
                     "sweeps, the motion-fidelity/text-alignment trade-off, a per-clip heatmap, animated "
                     "previews, failures and provenance. Reads only results.sqlite and run.json.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holds results.sqlite and run.json)")
@@ -358,12 +406,17 @@ def register_cli(subparsers) -> None:
                         "if present, else motion fidelity, else psnr, else the first metric)")
     p.add_argument("--previews", type=int, default=DEFAULT_PREVIEWS, metavar="N",
                    help=f"animated previews for the first N clips (default {DEFAULT_PREVIEWS}; 0: none)")
+    p.add_argument("--baseline", metavar="LABEL",
+                   help=f"label to subtract in the paired-difference table (label − LABEL per clip and seed, "
+                        f"with a bootstrap CI; default: the first label whose method is {BASELINE_METHOD!r}, "
+                        f"if any, else no table)")
     p.set_defaults(func=_run_cli)
 
 
 def _run_cli(args) -> int:
     try:
-        md, html = write_report(args.run_dir, args.out, headline=args.metric, previews=args.previews)
+        md, html = write_report(args.run_dir, args.out, headline=args.metric, previews=args.previews,
+                                baseline=args.baseline)
     except (RunDirError, ValueError) as exc:
         print(f"motiongrid report: error: {exc}", file=sys.stderr)
         return 2

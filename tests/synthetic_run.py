@@ -39,8 +39,10 @@ def _h(*parts) -> str:
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
 
 
-def labels() -> list[tuple[str, str, dict]]:
+def labels(unguided: bool = False) -> list[tuple[str, str, dict]]:
     out = [("reference", "reference", {}), ("static", "static", {})]
+    if unguided:
+        out.append(("unguided", "unguided", {}))
     for k in (1, 2, 4):
         for w in (1000.0, 2000.0):
             out.append((f"motionclone(k={k},guidance_weight={w:g})", "motionclone",
@@ -70,6 +72,10 @@ def metric_values(label: str, params: dict, clip_idx: int, seed: int) -> dict:
         return {**diag, "psnr": 18.0 + rng.normal(0, 0.5), "motion_fidelity.symmetric": 0.0,
                 "motion_fidelity.one_directional": 0.0, "clip_text": 25.0 + rng.normal(0, 0.3),
                 "fid": 80.0 + rng.normal(0, 2), "lpips": None}
+    if label == "unguided":  # moves, but not like the reference
+        return {**diag, "psnr": 19.0 + rng.normal(0, 0.5), "motion_fidelity.symmetric": 0.3 + rng.normal(0, 0.05),
+                "motion_fidelity.one_directional": 0.33, "clip_text": 28.0 + rng.normal(0, 0.3),
+                "fid": 70.0 + rng.normal(0, 2), "lpips": None}
     k, w = params["k"], params["guidance_weight"]
     mf = 0.55 + 0.08 * k / 4 + 0.1 * (w / 2000) + rng.normal(0, 0.02)
     return {**diag, "psnr": 20 + k + rng.normal(0, 0.4), "motion_fidelity.symmetric": mf,
@@ -79,11 +85,13 @@ def metric_values(label: str, params: dict, clip_idx: int, seed: int) -> dict:
 
 
 def make_run(run_dir: Path, fail: set[tuple[str, str, int]] = frozenset(), videos: bool = True,
-             tweak=None, unavailable: dict[str, str] | None = None, skip=frozenset()) -> Path:
+             tweak=None, unavailable: dict[str, str] | None = None, skip=frozenset(),
+             unguided: bool = False) -> Path:
     """Write results.sqlite, run.json and (optionally) tiny mp4s. ``fail`` lists
     (label, clip_id, seed) stored as failed and ``skip`` ones not stored at all;
     ``tweak(label, clip_id, seed, metrics)`` edits values; ``unavailable`` {metric: reason}
-    marks metrics unavailable (their values become None)."""
+    marks metrics unavailable (their values become None); ``unguided`` adds an "unguided" label
+    (the report's default baseline)."""
     metric_info = {k: dict(v) for k, v in METRICS.items()}
     for name, reason in (unavailable or {}).items():
         metric_info[name].update(available=False, reason=reason)
@@ -97,7 +105,7 @@ def make_run(run_dir: Path, fail: set[tuple[str, str, int]] = frozenset(), video
         refs[cid] = rel
     methods = {}
     with Store(run_dir / "results.sqlite") as store:
-        for label, method, params in labels():
+        for label, method, params in labels(unguided):
             methods[label] = {"method": method, "params": params, "task": "t2v-motion", "fingerprint": {}}
             for i, (cid, _) in enumerate(CLIPS):
                 for seed in SEEDS:
@@ -122,7 +130,7 @@ def make_run(run_dir: Path, fail: set[tuple[str, str, int]] = frozenset(), video
                         metric_errors={n: i["reason"] for n, i in metric_info.items() if not i["available"]},
                         timings={"load": 0.01, "generate": 0.5 + 0.1 * len(params), "score": 0.2},
                         peak_memory_mb=500 + 10 * len(label), memory_kind="cpu_peak_rss", artifact=artifact))
-    total = len(labels()) * len(CLIPS) * len(SEEDS)
+    total = len(labels(unguided)) * len(CLIPS) * len(SEEDS)
     run = {
         "motiongrid_version": "0.1.0", "git_sha": "0123456789abcdef", "git_dirty": False,
         "started_at": "2025-01-01T00:00:00Z", "finished_at": "2025-01-01T00:05:00Z",

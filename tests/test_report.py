@@ -19,10 +19,10 @@ import pytest
 from synthetic_run import CLIPS, XSS, make_run
 
 from motiongrid.cli import COMMAND_MODULES, main
-from motiongrid.reports.aggregate import aggregate, pick_headline, pick_text_alignment
+from motiongrid.reports.aggregate import aggregate, paired_differences, pick_headline, pick_text_alignment
 from motiongrid.reports.data import cell_value, load_run
 from motiongrid.reports.export import export_frame
-from motiongrid.reports.formatting import md_escape
+from motiongrid.reports.formatting import fmt, md_escape
 from motiongrid.reports.stats import bootstrap_mean
 
 FAILED = ("static", "circle_down", 1)
@@ -145,6 +145,83 @@ def test_report_errors_name_the_input(tmp_path, capsys):
 
 def test_md_escape():
     assert md_escape("a|b\nc *d* _e_ `f` [g](h) <i>") == r"a\|b c \*d\* \_e\_ \`f\` \[g\](h) &lt;i&gt;"
+
+
+# ---- paired differences vs a baseline -------------------------------------------------------
+
+PAIRED_TITLE = "Difference vs {} (paired by clip and seed, 95% bootstrap CI)"
+
+
+def _cell(label, clip, seed, value, status="ok"):
+    return {"label": label, "clip_id": clip, "seed": seed, "status": status, "metrics": {"m": value}, "timings": {}}
+
+
+def test_paired_differences_known_values():
+    base = {("a", 0): 0.25, ("a", 1): 0.5, ("b", 0): 0.75, ("b", 1): 1.0}
+    rows = [_cell("base", c, s, v) for (c, s), v in base.items()]
+    rows += [_cell("plus", c, s, v + 0.125) for (c, s), v in base.items()]  # dyadic: exact differences
+    rows += [_cell("elsewhere", "z", 0, 9.0)]  # shares no (clip, seed) with the baseline
+    rows += [_cell("mixed", "a", 0, 1.25), _cell("mixed", "a", 1, 3.5),  # +1, +3: the only pairs kept
+             _cell("mixed", "b", 0, math.inf), _cell("mixed", "b", 1, math.nan),  # non-finite here
+             _cell("base", "c", 0, math.inf), _cell("mixed", "c", 0, 1.0),  # non-finite baseline
+             _cell("base", "c", 1, None), _cell("mixed", "c", 1, 1.0),  # errored baseline
+             _cell("base", "d", 0, 1.0), _cell("mixed", "d", 0, 5.0, status="failed"),
+             _cell("base", "d", 1, 1.0, status="failed"), _cell("mixed", "d", 1, 5.0)]
+    out = paired_differences(rows, "m", "base")
+    assert list(out.columns) == ["label", "metric", "n", "mean", "lo", "hi"]
+    out = out.set_index("label")
+    assert sorted(out.index) == ["mixed", "plus"]  # no baseline row, no label without pairs
+    assert (out.at["plus", "n"], out.at["plus", "mean"], out.at["plus", "lo"], out.at["plus", "hi"]) == (4, 0.125, 0.125, 0.125)
+    est = bootstrap_mean([1.0, 3.0])
+    assert (out.at["mixed", "n"], out.at["mixed", "mean"]) == (2, 2.0)
+    assert (out.at["mixed", "lo"], out.at["mixed", "hi"]) == (est.lo, est.hi) and est.lo < est.hi
+    assert paired_differences(rows, "m", "nobody").empty
+
+
+@pytest.fixture(scope="module")
+def unguided_run(tmp_path_factory):
+    run = make_run(tmp_path_factory.mktemp("unguided") / "run", videos=False, unguided=True)
+    assert main(["report", str(run), "--previews", "0"]) == 0
+    return run
+
+
+def _md_section(md: str, title: str) -> list[str]:
+    return md.split(title, 1)[1].split("\n## ", 1)[0].splitlines()
+
+
+def test_paired_section_defaults_to_unguided(unguided_run):
+    md = (unguided_run / "report" / "report.md").read_text()
+    html = (unguided_run / "report" / "report.html").read_text()
+    title = PAIRED_TITLE.format("unguided")
+    assert md.index("## Summary") < md.index(title) < md.index("## Resources")
+    cells = [line[2:-2].split(" | ") for line in _md_section(md, title) if line.startswith("| ")]
+    rows = {c[0]: c[1:] for c in cells}
+    assert "unguided" not in rows and "reference" in rows and "static" in rows
+    # headline first; the numbers are paired_differences()'s; marked when the CI clears 0
+    data = load_run(unguided_run)
+    d = paired_differences(data.rows, "motion_fidelity.symmetric", "unguided").set_index("label")
+    lb = "motionclone(k=4,guidance_weight=2000)"
+    assert rows[md_escape(lb)][0] == f"**+{fmt(d.at[lb, 'mean'])}** [{fmt(d.at[lb, 'lo'])}, {fmt(d.at[lb, 'hi'])}] ✓"
+    assert rows[md_escape(lb)][-1].endswith("✓")  # fid: lower is better, and it is lower
+    assert rows["static"][0].startswith("-") and "✓" not in rows["static"][0]  # worse: not marked
+    assert rows["reference"][1] == "—"  # psnr=inf has no difference
+    section = html.split('<section id="paired">', 1)[1].split("</section>", 1)[0]
+    assert title in section and '<a href="#paired">' in html
+    assert 'class="num best headline" title="n=6 pairs"' in section and "✓" in section
+
+
+def test_paired_section_explicit_baseline_and_errors(run_dir, report, tmp_path, capsys):
+    # no unguided label: no section, and nothing else changes
+    assert "Difference vs" not in (report / "report.md").read_text()
+    assert 'id="paired"' not in (report / "report.html").read_text()
+    assert main(["report", str(run_dir), "--out", str(tmp_path), "--baseline", "nonexistent"]) == 2
+    assert "--baseline 'nonexistent': not a label of this run (have: reference, static, motionclone(k=1," \
+        in capsys.readouterr().err
+    assert main(["report", str(run_dir), "--out", str(tmp_path), "--previews", "0", "--baseline", "static"]) == 0
+    md = (tmp_path / "report.md").read_text()
+    rows = [line for line in _md_section(md, PAIRED_TITLE.format("static")) if line.startswith("| ")]
+    assert len(rows) == 2 + 6 and not any(line.startswith("| static |") for line in rows)
+    assert 'title="n=5 pairs"' in (tmp_path / "report.html").read_text()  # static's failed cell has no pair
 
 
 # ---- export ---------------------------------------------------------------------------------
