@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from motiongrid.datasets.shapes import COLOURS, FLAT_BACKGROUND, ShapesOptions, random_spec, render_clip
+from motiongrid.datasets.shapes import COLOURS, FLAT_BACKGROUND, PRESETS, ShapesOptions, random_spec, render_clip
 from motiongrid.datasets.video import from_minus_one_one, to_minus_one_one
 from motiongrid.methods.backbone import Backbone, register_backbone
 
@@ -45,20 +45,10 @@ from motiongrid.methods.backbone import Backbone, register_backbone
 TOY_SIZE = 24
 TOY_FRAMES = 8
 
-# ShapesOptions-compatible: the clips the toy model is trained on (and that toy benchmarks use).
-TOY_CLIP_OPTIONS: dict = {
-    "size": TOY_SIZE,
-    "frames": TOY_FRAMES,
-    "background": "flat",
-    "kinds": ("circle", "square"),          # triangles look like blobs at this size
-    "colours": ("red", "green", "blue", "yellow"),
-    "motions": ("translate",),
-    "radius": (3 / TOY_SIZE, 4 / TOY_SIZE),  # half-size 3–4 px
-    "speed": (1 / TOY_SIZE, 2 / TOY_SIZE),   # 1–2 px per frame
-    "striped": False,
-    "describe_motion": False,               # the prompt must not carry the motion
-    "fps": 8.0,
-}
+# ShapesOptions-compatible: the clips the toy model is trained on (and that toy benchmarks use);
+# defined once, as the `shapes` clip set's "toy" preset, so configs can name it.
+TOY_CLIP_OPTIONS: dict = dict(PRESETS["toy"])
+assert (TOY_CLIP_OPTIONS["size"], TOY_CLIP_OPTIONS["frames"]) == (TOY_SIZE, TOY_FRAMES)
 
 
 def toy_shapes_options(**overrides) -> ShapesOptions:
