@@ -111,7 +111,8 @@ def cell_key(variant: MethodVariant, clip: Clip, seed: int, metric_spec: dict, w
         "metrics": metric_spec,
         "code": __version__,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+    # default=str: a method's fingerprint may hold paths or dtypes; they must not crash the run
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def expand_cells(variants: list[MethodVariant], clips: list[Clip], seeds: list[int],

@@ -53,14 +53,14 @@ def score_video(metrics: Iterable[Metric], video: Video, clip: Clip,
     values, errors = {}, {}
     for metric in metrics:
         try:
-            result = metric.score(video, clip)
+            scored = flatten(metric.name, metric.score(video, clip))  # a non-number fails here too
         except reraise:
             raise
         except Exception as exc:  # one metric's failure must not lose the others' numbers
             values[metric.name] = None
             errors[metric.name] = f"{type(exc).__name__}: {exc}"
             continue
-        values.update(flatten(metric.name, result))
+        values.update(scored)
     return values, errors
 
 

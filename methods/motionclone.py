@@ -673,6 +673,10 @@ class _BackboneMethod(Method):
     def prepare(self, device: torch.device, weights=None) -> None:
         self.device = torch.device(device)
 
+    def use_backbone(self, bb: Backbone) -> None:
+        """Serve ``bb`` for its model id (e.g. a toy checkpoint loaded from another path)."""
+        self._backbones[(bb.model_id, str(self.device))] = bb
+
     def backbone(self, model: str) -> Backbone:
         key = (model, str(self.device))
         if key not in self._backbones:

@@ -760,7 +760,7 @@ def _adapter_row(method: str, **params) -> RowMaker:
 
         adapter = methods.get(method)()
         adapter.prepare(backbone.device)
-        adapter._backbones[(backbone.model_id, str(backbone.device))] = backbone
+        adapter.use_backbone(backbone)
         clip = Clip(id="strip", prompt=prompt, loader=lambda: Video(reference, 8.0), source_hash=hash_frames(reference))
         return adapter.generate(clip, adapter.Params(model=backbone.model_id, **params), seed).frames
     return row

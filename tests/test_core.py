@@ -14,11 +14,12 @@ from motiongrid.api import Method, Params
 from motiongrid.config import ConfigError, load_config, parse_config
 from motiongrid.datasets.export import export_clips
 from motiongrid.datasets.folder import FolderClipSet, ManifestError
-from motiongrid.datasets.shapes import ShapesOptions, generate_clips, render_clip
+from motiongrid.datasets.shapes import COLOURS, ShapesOptions, generate_clips
 from motiongrid.datasets.video import Video, VideoError, read_video, write_video
 from motiongrid.grid import expand_methods
 from motiongrid.registry import methods
 from motiongrid.runner import Runner
+from motiongrid.store import Store
 
 
 def write_config(tmp_path: Path, text: str) -> Path:
@@ -46,7 +47,7 @@ def test_shapes_tracks_follow_the_object():
     clip = generate_clips(opts)[0]
     n_obj = clip.meta["object_points"]
     frames, tracks, vis = clip.frames, clip.tracks, clip.visibility
-    colour = torch.tensor(__import__("motiongrid.datasets.shapes", fromlist=["COLOURS"]).COLOURS[clip.meta["spec"]["colour"]])
+    colour = torch.tensor(COLOURS[clip.meta["spec"]["colour"]])
     for t in range(opts.frames):
         for x, y in tracks[t, :n_obj][vis[t, :n_obj]].round().long().tolist():
             assert torch.allclose(frames[t, :, y, x], colour, atol=0.05)
@@ -233,8 +234,7 @@ def test_failing_cells_are_stored_with_reasons_and_run_completes(tmp_path):
     runner = _runner(tmp_path, '[[methods]]\nname = "_test_flaky"\n[[methods]]\nname = "static"')
     summary = runner.run()
     assert summary.exit_code == 1 and summary.failed == 2 and summary.ok == 4
-    rows = {(r["label"], r["clip_id"]): r for r in
-            __import__("motiongrid.store", fromlist=["Store"]).Store(tmp_path / "run" / "results.sqlite").rows()}
+    rows = {(r["label"], r["clip_id"]): r for r in Store(tmp_path / "run" / "results.sqlite").rows()}
     assert "boom on purpose" in rows[("_test_flaky", "shapes-001-rotate")]["reason"]
     assert "NaN" in rows[("_test_flaky", "shapes-002-scale")]["reason"]
     assert rows[("static", "shapes-001-rotate")]["status"] == "ok"
@@ -290,3 +290,22 @@ def test_changed_weights_never_reuse_finished_cells(tmp_path):
         _WeightsMethod.version = "v1"
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert "weights gone" in run["methods"]["_test_weights"]["fingerprint"]["unavailable"]
+
+
+def test_metric_returning_a_non_number_errors_alone(tmp_path):
+    """A metric whose result is not a number is stored as that metric's error; the cell and
+    the other metrics' numbers survive."""
+    from motiongrid.api import Metric
+    from motiongrid.scoring import build_metrics, score_video
+
+    class _Bad(Metric):  # not registered: other tests list every registered metric
+        name = "_test_bad_metric"
+
+        def score(self, generated, clip):
+            return {"value": "not a number"}
+
+    clip = generate_clips(ShapesOptions(count=1, size=16, frames=3))[0]
+    (psnr,), _ = build_metrics(["psnr"])
+    values, errors = score_video([_Bad(), psnr], Video(clip.frames.clone()), clip)
+    assert values["_test_bad_metric"] is None and "ValueError" in errors["_test_bad_metric"]
+    assert values["psnr"] == float("inf")
