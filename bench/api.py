@@ -6,8 +6,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import Video
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.video import Video
 
 
 class Params(BaseModel):
@@ -49,6 +49,10 @@ class MetricUnavailable(RuntimeError):
     """Raised (or returned as reason) when a metric cannot run here; message says how to fix it."""
 
 
+class AlignmentError(ValueError):
+    """Generated and reference videos differ in frame count or size and no resample was set."""
+
+
 class Metric:
     """A metric: declares what it needs and which way is better; scores one generated video.
 
@@ -60,6 +64,9 @@ class Metric:
     name: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"reference"})
+    # What an exact copy of the reference scores (a float, or {result key: value} for a dict
+    # result); None for metrics that compare with no reference. The contract test checks it.
+    ideal: ClassVar[float | dict[str, float] | None] = None
     description: ClassVar[str] = ""
 
     def __init__(self, **options: Any) -> None:

@@ -19,11 +19,11 @@
 """
 from __future__ import annotations
 
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
@@ -84,8 +84,8 @@ def parse_config(data: dict, source: str = "<config>") -> RunConfig:
 def load_config(path: str | Path | None) -> tuple[RunConfig, str]:
     """Load ``path`` (or the embedded default when None); returns (config, source name)."""
     if path is None:
-        text = resources.files("motiongrid").joinpath("configs/default.toml").read_text()
-        source = "motiongrid/configs/default.toml (embedded default)"
+        text = resources.files("motiongrid.bench").joinpath("configs/default.toml").read_text()
+        source = "bench/configs/default.toml (embedded default)"
     else:
         p = Path(path)
         if not p.exists():

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from motiongrid import __version__
-from motiongrid.api import Method, Params
-from motiongrid.config import ConfigError, RunConfig
-from motiongrid.datasets.clip import Clip
-from motiongrid.registry import UnknownName, methods
+from motiongrid.bench import __version__
+from motiongrid.bench.api import Method, Params
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.config import ConfigError, RunConfig
+from motiongrid.bench.registry import UnknownName, methods
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from motiongrid import __version__
+from motiongrid.bench import __version__
 
 TRACKED_PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "torchmetrics", "lpips",
                     "clean-fid", "open_clip_torch", "av", "opencv-python-headless", "numpy", "scipy")
@@ -67,7 +67,7 @@ def write_run_json(out: Path, *, config, source, device, clips, variants, metric
         metric_info[m.name] = {"higher_is_better": m.higher_is_better, "available": True, "reason": None,
                                "preprocessing": m.preprocessing(), "options": m.options,
                                "description": m.description}
-    from motiongrid.registry import metrics as registry
+    from motiongrid.bench.registry import metrics as registry
 
     for name, reason in unavailable.items():
         cls = registry.get(name)

@@ -44,6 +44,10 @@ class Registry(Generic[T]):
             return cls
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (tests use it to clean up what they registered)."""
+        self._items.pop(name, None)
+
     def _load(self) -> None:
         if self._loaded:
             return

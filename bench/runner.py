@@ -7,36 +7,27 @@ reason and the run goes on.
 """
 from __future__ import annotations
 
-import argparse
+import logging
 import re
 import time
-import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from motiongrid.api import Method, Metric
-from motiongrid.config import ConfigError, RunConfig, load_config
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import Video, VideoError, write_video
-from motiongrid.grid import Cell, MethodVariant, expand_cells, expand_methods
-from motiongrid.metrics.resources import ResourceMeter
-from motiongrid.provenance import write_run_json
-from motiongrid.registry import UnknownName, datasets, methods as method_registry, metrics as metric_registry
-from motiongrid.scoring import build_metrics, score_video
-from motiongrid.store import CellResult, Store
+from motiongrid.bench.api import Method, Metric
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.config import ConfigError, RunConfig
+from motiongrid.bench.grid import Cell, MethodVariant, expand_cells, expand_methods
+from motiongrid.bench.provenance import write_run_json
+from motiongrid.bench.registry import UnknownName, datasets
+from motiongrid.bench.resources import ResourceMeter
+from motiongrid.bench.scoring import DeviceError, build_metrics, prepare_metrics, resolve_device, score_video
+from motiongrid.bench.store import CellResult, Store
+from motiongrid.bench.video import Video, VideoError, write_video
 
-EXIT_OK, EXIT_CELLS_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' requested but torch sees no CUDA device (use --device cpu or auto)")
-    return torch.device(name)
+log = logging.getLogger(__name__)
 
 
 def load_clips(config: RunConfig, source: str, limit: int | None = None) -> list[Clip]:
@@ -102,16 +93,16 @@ class RunSummary:
     ok: int
     failed: int
 
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CELLS_FAILED if self.failed else EXIT_OK
 
 
 class Runner:
     def __init__(self, config: RunConfig, source: str, out_dir: Path, limit: int | None = None,
                  device: str | None = None, progress: bool = True):
         self.config, self.source, self.out = config, source, Path(out_dir)
-        self.device = resolve_device(device or config.device)
+        try:
+            self.device = resolve_device(device or config.device)
+        except DeviceError as exc:
+            raise ConfigError(str(exc)) from None
         self.progress = progress
         # Everything below validates before any cell runs.
         self.variants = expand_methods(config, source)
@@ -150,17 +141,23 @@ class Runner:
         self.fingerprints = fingerprints
         self.cells = expand_cells(self.variants, self.clips, self.config.seeds, self.metric_spec, fingerprints)
 
+    def prepare(self) -> None:
+        """Load methods and metrics once (before any cell); what fails to load is recorded
+        (methods: their cells fail; metrics: unavailable), never raised."""
+        if self.cells:
+            return
+        self.prepare_methods()
+        self.metrics = prepare_metrics(self.metrics, self.device, self.unavailable)
+
     def run(self) -> RunSummary:
         self.out.mkdir(parents=True, exist_ok=True)
         store = Store(self.out / "results.sqlite")
         try:
-            self.prepare_methods()
+            self.prepare()
             done = store.finished_keys()
             todo = [c for c in self.cells if c.key not in done]
             self._write_provenance(finished=False)
             self._save_references()
-            for metric in self.metrics:
-                metric.prepare(self.device)
             ok = failed = 0
             with self._progress(len(todo)) as advance:
                 for cell in todo:
@@ -218,7 +215,7 @@ class Runner:
                 try:
                     write_video(clip.video, path)
                 except (VideoError, OSError) as exc:
-                    print(f"warning: reference preview for {clip.id!r} not written: {exc}", file=sys.stderr)
+                    log.warning("reference preview for %r not written: %s", clip.id, exc)
 
     def _write_provenance(self, finished: bool, store: Store | None = None) -> None:
         counts = None
@@ -247,7 +244,14 @@ class _ProgressBar:
         self.total, self.enabled = total, enabled
 
     def __enter__(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
@@ -263,108 +267,3 @@ class _ProgressBar:
 
     def __exit__(self, *exc):
         self.progress.__exit__(*exc)
-
-
-# ---- CLI ------------------------------------------------------------------------------
-
-def _cmd_run(args) -> int:
-    try:
-        config, source = load_config(args.config)
-        out = Path(args.out or config.out or Path("runs") / config.name)
-        runner = Runner(config, source, out, limit=args.limit, device=args.device, progress=not args.quiet)
-    except (ConfigError, VideoError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(f"motiongrid run: {runner.total_cells} cells ({len(runner.variants)} method variants × "
-          f"{len(runner.clips)} clips × {len(config.seeds)} seeds) -> {out}")
-    for name, reason in runner.unavailable.items():
-        print(f"  metric {name}: {reason}")
-    summary = runner.run()
-    print(f"done: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already finished "
-          f"(results in {out / 'results.sqlite'})")
-    if summary.failed:
-        print(f"{summary.failed} cells failed; their reasons are stored (motiongrid report {out})", file=sys.stderr)
-    return summary.exit_code
-
-
-def _cmd_clips(args) -> int:
-    if args.clips_command == "list":
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("clip set", "description")
-        for name, cls in datasets.items():
-            table.add_row(name, cls.description)
-        Console().print(table)
-        return 0
-    # make
-    try:
-        options = dict(kv.split("=", 1) for kv in args.option)
-    except ValueError:
-        print("error: --option takes KEY=VALUE", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    options = {k: _parse_value(v) for k, v in options.items()}
-    try:
-        clips = datasets.get(args.name)(**options).load()
-    except (UnknownName, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    from motiongrid.datasets.export import export_clips
-
-    manifest = export_clips(clips, Path(args.out))
-    print(f"wrote {len(clips)} clips and {manifest}")
-    return 0
-
-
-def _parse_value(text: str):
-    import tomllib
-
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def _cmd_list(registry, title: str):
-    def handler(args) -> int:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title, "details", "description")
-        for name, cls in registry.items():
-            if registry is metric_registry:
-                details = ("higher" if cls.higher_is_better else "lower") + " is better; needs " + \
-                    ", ".join(sorted(cls.needs))
-            else:
-                fields = cls.Params.model_fields
-                details = f"task {cls.task}; " + (", ".join(f"{n}={f.default!r}" for n, f in fields.items()) or "no params")
-            table.add_row(name, details, cls.description)
-        Console().print(table)
-        return 0
-    return handler
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a grid (the embedded default when no CONFIG is given)",
-                       description="Run every (method variant, clip, seed) cell of a grid config; "
-                                   "finished cells in --out are skipped, so re-running resumes.")
-    p.add_argument("config", nargs="?", help="TOML grid config (default: the embedded default grid)")
-    p.add_argument("--out", help="run directory (default: config's `out`, else runs/<name>)")
-    p.add_argument("--limit", type=int, help="keep only the first N clips")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the config's device")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_run)
-
-    c = sub.add_parser("clips", help="list clip sets or write one to disk")
-    csub = c.add_subparsers(dest="clips_command", required=True, metavar="{list,make}")
-    csub.add_parser("list", help="registered clip sets").set_defaults(func=_cmd_clips)
-    mk = csub.add_parser("make", help="write a clip set as mp4 files + manifest.yaml (+ tracks .npz)")
-    mk.add_argument("name", help="clip set name, e.g. shapes")
-    mk.add_argument("--out", required=True, help="output folder")
-    mk.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                    help="clip set option, e.g. -o count=4 -o size=32 (TOML values)")
-    mk.set_defaults(func=_cmd_clips)
-
-    sub.add_parser("methods", help="registered method adapters and their parameters").set_defaults(
-        func=_cmd_list(method_registry, "method"))
-    sub.add_parser("metrics", help="registered metrics").set_defaults(func=_cmd_list(metric_registry, "metric"))

@@ -1,21 +1,41 @@
-"""Building and applying metrics: shared by ``motiongrid score`` and the runner.
+"""Building, preparing and applying metrics: the one path ``motiongrid run`` and
+``motiongrid score`` share.
 
-``build_metrics(names, options)`` -> (ready metrics, {name: reason unavailable}).
+``resolve_device(name)`` -> torch.device ("auto" picks CUDA when torch sees it).
+``build_metrics(names, options)`` -> (metrics that can run here, {name: reason unavailable}).
+``prepare_metrics(metrics, device, unavailable)`` loads their weights; a metric whose
+``prepare()`` raises (a corrupt weight file, say) joins ``unavailable`` with the reason.
 ``score_video(metrics, video, clip)`` -> ({"psnr": v, "motion_fidelity.symmetric": v, ...},
 {metric: error}). Dict results are flattened as ``<metric>.<key>``. Values stay floats
 (PSNR may be +inf); ``json_value`` makes them strict-JSON safe.
 """
 from __future__ import annotations
 
+import logging
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 
-from motiongrid.api import Metric
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import Video
-from motiongrid.registry import metrics as metric_registry
+from motiongrid.bench.api import Metric
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.registry import metrics as metric_registry
+from motiongrid.bench.video import Video
+
+log = logging.getLogger(__name__)
+
+
+class DeviceError(ValueError):
+    """A device that this machine does not have."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device 'cuda' requested but torch sees no CUDA device (use --device cpu or auto)")
+    return torch.device(name)
 
 
 def build_metrics(names: Iterable[str], options: dict[str, dict] | None = None,
@@ -38,6 +58,21 @@ def build_metrics(names: Iterable[str], options: dict[str, dict] | None = None,
         else:
             ready.append(metric)
     return ready, unavailable
+
+
+def prepare_metrics(metrics: list[Metric], device: torch.device, unavailable: dict[str, str]) -> list[Metric]:
+    """Prepare each metric on ``device``; returns those that loaded. One that raises is added
+    to ``unavailable`` with its reason (and logged), so a bad weight file never stops a run."""
+    ready = []
+    for metric in metrics:
+        try:
+            metric.prepare(device)
+        except Exception as exc:
+            unavailable[metric.name] = f"{metric.name}: failed to load: {type(exc).__name__}: {exc}"
+            log.warning("metric %s", unavailable[metric.name])
+            continue
+        ready.append(metric)
+    return ready
 
 
 def flatten(name: str, result) -> dict[str, float | None]:

@@ -81,7 +81,7 @@ class Store:
         self.conn.row_factory = sqlite3.Row
 
     @classmethod
-    def open_existing(cls, run_dir: str | Path, readonly: bool = True) -> "Store":
+    def open_existing(cls, run_dir: str | Path, readonly: bool = True) -> Store:
         path = Path(run_dir) / "results.sqlite"
         if not path.exists():
             raise FileNotFoundError(f"{run_dir}: no results.sqlite (is this a motiongrid run directory?)")

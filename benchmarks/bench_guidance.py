@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-import motiongrid
-from motiongrid.methods import motionclone as mc
 from motiongrid.methods.backbone import load_backbone
+from motiongrid.methods.motionclone import guidance as mc
+from motiongrid.methods.toy import toy_checkpoint_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from tiny_models import save_tiny_animatediff  # noqa: E402  (a test-model builder, not package code)
 
 TARGET = 2.2
 
@@ -77,9 +81,9 @@ def main(argv=None) -> int:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = mc.save_tiny_animatediff(Path(tmp) / "tiny-animatediff")
-        rows.append(("tiny AnimateDiff (random)", time_steps(load_backbone(str(path), device), args.repeats)))
-    toy_file = Path(motiongrid.__file__).resolve().parent / "toy" / "toy.safetensors"  # bench/toy/
+        path = save_tiny_animatediff(Path(tmp) / "tiny-animatediff")
+        rows.append(("tiny AnimateDiff (random)", time_steps(load_backbone(f"animatediff:{path}", device), args.repeats)))
+    toy_file = toy_checkpoint_file()
     if toy_file.is_file():
         rows.append(("toy", time_steps(load_backbone("toy", device), args.repeats)))
     else:

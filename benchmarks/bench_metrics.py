@@ -15,10 +15,10 @@ import time
 
 import torch
 
-from motiongrid.cache import FeatureCache
+from motiongrid.bench.cache import FeatureCache
+from motiongrid.bench.scoring import build_metrics
+from motiongrid.bench.video import Video
 from motiongrid.datasets.shapes import ShapesOptions, generate_clips
-from motiongrid.datasets.video import Video
-from motiongrid.scoring import build_metrics
 
 
 def median_time(fn, repeats: int) -> float:
@@ -44,7 +44,7 @@ def main() -> None:
             metric.prepare(torch.device("cpu"))
             metric.score(video, clip)  # load once
 
-            def cold():
+            def cold(metric=metric):
                 if hasattr(metric, "cache"):
                     metric.cache = FeatureCache(tempfile.mkdtemp(dir=tmp))
                 metric.score(video, clip)
@@ -53,7 +53,7 @@ def main() -> None:
             if hasattr(metric, "cache"):
                 metric.cache = FeatureCache(tmp)
                 metric.score(video, clip)
-            t_warm = median_time(lambda: metric.score(video, clip), args.repeats)
+            t_warm = median_time(lambda metric=metric: metric.score(video, clip), args.repeats)
         rows.append((f"{name} {opts.get('tracker', '')}".strip(), t_cold, t_warm))
     print(f"torch threads: {torch.get_num_threads()}; clip 16x3x64x64; median of {args.repeats}")
     print(f"{'metric':28s} {'cold cache s':>12s} {'warm cache s':>12s} {'cold/warm':>10s}")

@@ -10,13 +10,12 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
-from motiongrid.api import ClipSet
-from motiongrid.datasets.clip import Clip, file_digest
-from motiongrid.datasets.video import VIDEO_SUFFIXES, read_video
-from motiongrid.registry import datasets
+from motiongrid.bench.api import ClipSet
+from motiongrid.bench.clip import Clip, file_digest, load_tracks
+from motiongrid.bench.registry import datasets
+from motiongrid.bench.video import VIDEO_SUFFIXES, read_video, write_video
 
 
 class ManifestError(ValueError):
@@ -59,19 +58,6 @@ def safe_path(root: Path, relative: str, what: str) -> Path:
     return full
 
 
-def load_tracks(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    with np.load(path) as data:
-        if "tracks" not in data:
-            raise ManifestError(f"{path}: tracks file has no 'tracks' array")
-        tracks = torch.tensor(data["tracks"], dtype=torch.float32)
-        vis = torch.tensor(data["visibility"], dtype=torch.bool) if "visibility" in data \
-            else torch.ones(tracks.shape[:2], dtype=torch.bool)
-    if tracks.ndim != 3 or tracks.shape[-1] != 2 or vis.shape != tracks.shape[:2]:
-        raise ManifestError(f"{path}: expected tracks (T, N, 2) and visibility (T, N), "
-                            f"got {tuple(tracks.shape)} and {tuple(vis.shape)}")
-    return tracks, vis
-
-
 @datasets.register("folder")
 class FolderClipSet(ClipSet):
     description = "videos (mp4/webm/gif) or frame folders under root, listed in a CSV/YAML manifest"
@@ -110,3 +96,25 @@ class FolderClipSet(ClipSet):
 class DavisClipSet(FolderClipSet):
     description = "DAVIS-2017 JPEG frame folders from a local root; prompts from a manifest"
     default_path = "JPEGImages/480p/{id}"
+
+
+# ---- writing: any clip set in this layout (`motiongrid clips make`) ------------------------
+
+def export_clips(clips: list[Clip], out: Path) -> Path:
+    """Write ``clips`` as mp4 files + manifest.yaml (+ tracks .npz) that ``folder`` reads back."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for clip in clips:
+        row = {"id": clip.id, "path": f"{clip.id}.mp4", "prompt": clip.prompt}
+        write_video(clip.video, out / row["path"])
+        if clip.target_prompt:
+            row["target_prompt"] = clip.target_prompt
+        if clip.tracks is not None:
+            row["tracks"] = f"{clip.id}.tracks.npz"
+            np.savez_compressed(out / row["tracks"], tracks=clip.tracks.numpy(),
+                                visibility=clip.visibility.numpy())
+        rows.append(row)
+        clip.release()
+    manifest = out / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump({"clips": rows}, sort_keys=False))
+    return manifest

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from scipy.ndimage import map_coordinates
 
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import Video
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.video import Video
 
 COLOURS = {
     "red": (0.90, 0.15, 0.12),
@@ -137,7 +137,7 @@ def random_spec(rng: np.random.Generator, opts: ShapesOptions, motion: str | Non
         travel = np.array(velocity) * (opts.frames - 1)
         lo = radius + 1 - np.minimum(travel, 0)
         hi = s - radius - 2 - np.maximum(travel, 0)
-        position = tuple(float(rng.uniform(l, max(l, h))) for l, h in zip(lo, hi))
+        position = tuple(float(rng.uniform(low, max(low, high))) for low, high in zip(lo, hi))
     else:
         velocity = (0.0, 0.0)
         position = tuple(float(v) for v in rng.uniform(s * 0.4, s * 0.6, size=2))
@@ -314,8 +314,8 @@ def generate_clips(opts: ShapesOptions) -> list[Clip]:
 
 # ---- registration -------------------------------------------------------------------
 
-from motiongrid.api import ClipSet  # noqa: E402  (api imports datasets.clip; keep it below)
-from motiongrid.registry import datasets  # noqa: E402
+from motiongrid.bench.api import ClipSet  # noqa: E402  (api imports datasets.clip; keep it below)
+from motiongrid.bench.registry import datasets  # noqa: E402
 
 
 @datasets.register("shapes")

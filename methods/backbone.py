@@ -1,18 +1,22 @@
-"""The video-diffusion backbone interface that guided samplers (MotionClone) drive.
+"""The video-diffusion backbone interface that guided samplers (MotionClone) drive, and the
+registry of backbones by model id.
 
 A backbone bundles a diffusers ``UNetMotionModel`` (temporal attention in ``motion_modules``),
 a scheduler, a prompt encoder and the map between pixels and the UNet's input space. The
-AnimateDiff backbone (SD1.5 + motion adapter, latent space) and the toy backbone (pixel space)
-both implement it, so there is exactly one implementation of each guidance algorithm.
+AnimateDiff backbone (SD1.5 + motion adapter, latent space; methods/animatediff.py) and the toy
+backbone (pixel space; methods/toy/model.py) both implement it, so there is exactly one
+implementation of each guidance algorithm.
 
-Backbones are looked up by model id: ``load_backbone("toy", device)``; loaders register with
-``@register_backbone(prefix)``. Ids that are not registered fall through to the AnimateDiff
-loader, which treats them as a local directory or hub id.
+Model ids: ``FAMILY`` or ``FAMILY:ARGUMENT`` (e.g. ``toy``, ``animatediff``,
+``animatediff:/models/sd15``); the family names a registered loader. Built-in loaders are
+named by module here and imported only when used; plugins add theirs with
+``@register_backbone(family)``. An unknown family is an error that lists the known ones.
 """
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -46,27 +50,42 @@ class Backbone:
         raise NotImplementedError
 
 
+class UnknownBackbone(ValueError):
+    """A model id whose family no loader serves; the message lists the known ones."""
+
+
+# family -> module that registers its loader (imported on first use)
+_BUILTIN = {
+    "animatediff": "motiongrid.methods.animatediff",
+    "toy": "motiongrid.methods.toy.model",
+}
 _LOADERS: dict[str, Callable[..., Backbone]] = {}
 
 
-def register_backbone(prefix: str):
+def register_backbone(family: str):
     def decorator(fn):
-        _LOADERS[prefix] = fn
+        _LOADERS[family] = fn
         return fn
     return decorator
 
 
+def backbone_families() -> list[str]:
+    return sorted(set(_BUILTIN) | set(_LOADERS))
+
+
+def check_model_id(model_id: str) -> str:
+    """``model_id`` if its family is known, else UnknownBackbone (used to validate configs)."""
+    family = model_id.split(":", 1)[0]
+    if family not in _BUILTIN and family not in _LOADERS:
+        raise UnknownBackbone(f"unknown model {model_id!r}; known: {', '.join(backbone_families())} "
+                              f"(or animatediff:<local diffusers SD1.5 folder>)")
+    if family == "toy" and model_id != "toy":
+        raise UnknownBackbone(f"model {model_id!r}: the toy family takes no argument; use 'toy'")
+    return model_id
+
+
 def load_backbone(model_id: str, device: torch.device, **kwargs) -> Backbone:
-    """Load by id: an exact registered id (e.g. "toy") or anything else -> "animatediff"."""
-    import importlib
-    import pkgutil
-
-    import motiongrid.methods as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__):  # make sure every family registered
-        if not info.name.startswith("_"):
-            importlib.import_module(f"motiongrid.methods.{info.name}")
-    loader = _LOADERS.get(model_id) or _LOADERS.get("animatediff")
-    if loader is None:
-        raise KeyError(f"no backbone loader for {model_id!r}; known: {sorted(_LOADERS)}")
-    return loader(model_id, device, **kwargs)
+    family = check_model_id(model_id).split(":", 1)[0]
+    if family not in _LOADERS:
+        importlib.import_module(_BUILTIN[family])
+    return _LOADERS[family](model_id, device, **kwargs)

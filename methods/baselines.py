@@ -1,9 +1,9 @@
 """Baselines that need no model: the motion-fidelity ceiling and floor."""
 from __future__ import annotations
 
-from motiongrid.api import Method
-from motiongrid.datasets.video import Video
-from motiongrid.registry import methods
+from motiongrid.bench.api import Method
+from motiongrid.bench.registry import methods
+from motiongrid.bench.video import Video
 
 
 @methods.register("reference")

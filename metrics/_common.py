@@ -17,16 +17,12 @@ from typing import Any, ClassVar
 
 import torch
 
-from motiongrid.api import Metric, MetricUnavailable
-from motiongrid.cache import FeatureCache
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import Video, resample_frames, resize_frames, sample_frame_indices
+from motiongrid.bench.api import AlignmentError, Metric, MetricUnavailable
+from motiongrid.bench.cache import FeatureCache
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.video import Video, resample_frames, resize_frames, sample_frame_indices
 
 RESAMPLE_CHOICES = ("reference-to-generated", "generated-to-reference")
-
-
-class AlignmentError(ValueError):
-    """Generated and reference videos differ in frame count or size and no resample was set."""
 
 
 class BaseMetric(Metric):

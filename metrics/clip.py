@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
-from motiongrid import weights
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import Video, to_uint8_hwc
+from motiongrid.bench import weights
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.registry import metrics
+from motiongrid.bench.video import Video, to_uint8_hwc
 from motiongrid.metrics._common import BaseMetric
-from motiongrid.registry import metrics
 
 # (open_clip model, pretrained tag) -> weights entry holding that tag's file
 KNOWN_WEIGHTS = {("ViT-B-32", "openai"): "openclip-vit-b-32-openai"}
@@ -136,7 +136,7 @@ class _ClipMetric(BaseMetric):
         return {"library": "open_clip", "model": self.options["model"], "pretrained": self.options["pretrained"],
                 "weights": entry or str(path), "quick_gelu": self._quick_gelu(),
                 "frames": "uint8 via to_uint8_hwc -> PIL -> open_clip val transform",
-                **({k: self._tag_cfg().get(k) for k in ("mean", "std", "interpolation", "resize_mode")})}
+                **({k: _json(self._tag_cfg().get(k)) for k in ("mean", "std", "interpolation", "resize_mode")})}
 
     @torch.no_grad()
     def image_embeddings(self, frames: torch.Tensor) -> torch.Tensor:
@@ -158,7 +158,7 @@ class _ClipMetric(BaseMetric):
             if dropped[0]:
                 warnings.warn(f"{self.name}: prompt has {dropped[0]} tokens more than the "
                               f"{self.tokenizer.context_length}-token context; dropped them from the middle, "
-                              f"kept the start and end-of-text tokens: {prompt[:60]!r}…", PromptTruncated)
+                              f"kept the start and end-of-text tokens: {prompt[:60]!r}…", PromptTruncated, stacklevel=2)
         else:  # a tokenizer we cannot cut ourselves: its own truncation applies
             tokens = self.tokenizer([prompt])
         emb = self.model.encode_text(tokens.to(self.device)).float()
@@ -197,3 +197,8 @@ class TemporalConsistency(_ClipMetric):
             raise ValueError(f"temporal_consistency: generated video for clip {clip.id!r} has 1 frame; needs >= 2")
         emb = self.image_embeddings(generated.frames)
         return float((emb[:-1] * emb[1:]).sum(-1).double().mean())
+
+
+def _json(value):
+    """open_clip's config holds tuples; recorded preprocessing is JSON (lists)."""
+    return list(value) if isinstance(value, tuple) else value

@@ -28,16 +28,16 @@ Weights: ``inception-2015-12-05.pt`` in clean-fid's folder (``/tmp`` on Linux, w
 from __future__ import annotations
 
 import warnings
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
 
-from motiongrid import weights
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import Video, hash_frames, to_uint8_hwc
+from motiongrid.bench import weights
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.registry import metrics
+from motiongrid.bench.video import Video, hash_frames, to_uint8_hwc
 from motiongrid.metrics._common import BaseMetric, align, reference_settings
-from motiongrid.registry import metrics
 
 WEIGHT = "cleanfid-inception"
 FEATURE_DIM = 2048
@@ -97,6 +97,7 @@ class FID(BaseMetric):
     description = ("Fréchet Inception distance over frames (clean-fid, clean mode); per cell flagged "
                    "unstable, set-level over all cells")
     higher_is_better = False
+    ideal = {"value": 0.0}
     needs = frozenset({"reference"})
     defaults = {"min_samples": FEATURE_DIM}
 

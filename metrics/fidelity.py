@@ -22,10 +22,10 @@ from __future__ import annotations
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import Video
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.registry import metrics
+from motiongrid.bench.video import Video
 from motiongrid.metrics._common import BaseMetric, align
-from motiongrid.registry import metrics
 
 
 class _FrameMetric(BaseMetric):
@@ -52,6 +52,7 @@ class _FrameMetric(BaseMetric):
 class PSNR(_FrameMetric):
     description = "peak signal-to-noise ratio vs the reference, dB, mean over frames (torchmetrics, data_range 1)"
     higher_is_better = True
+    ideal = float("inf")
 
     def preprocessing(self) -> dict:
         return {"library": "torchmetrics", "range": "[0,1] float, unquantised", "data_range": 1.0,
@@ -67,6 +68,7 @@ class PSNR(_FrameMetric):
 class SSIM(_FrameMetric):
     description = "structural similarity vs the reference, mean over frames (torchmetrics, gaussian sigma 1.5)"
     higher_is_better = True
+    ideal = 1.0
 
     def preprocessing(self) -> dict:
         return {"library": "torchmetrics", "range": "[0,1] float, unquantised", "data_range": 1.0,
@@ -87,6 +89,7 @@ class SSIM(_FrameMetric):
 class L1(_FrameMetric):
     description = "mean absolute pixel difference vs the reference in [0,1] units, mean over frames"
     higher_is_better = False
+    ideal = 0.0
 
     def preprocessing(self) -> dict:
         return {"range": "[0,1] float, unquantised", "reduce": "mean |g-r| per frame; mean over frames",

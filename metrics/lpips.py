@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from motiongrid import weights
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import Video, to_minus_one_one
+from motiongrid.bench import weights
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.registry import metrics
+from motiongrid.bench.video import Video, to_minus_one_one
 from motiongrid.metrics._common import BaseMetric, align
-from motiongrid.registry import metrics
 
 WEIGHT = "lpips-alexnet"
 
@@ -38,6 +38,7 @@ def linear_layers_path(version: str = "0.1", net: str = "alex") -> Path | None:
 class LPIPS(BaseMetric):
     description = "LPIPS (AlexNet, v0.1) vs the reference, mean over frames"
     higher_is_better = False
+    ideal = 0.0
     needs = frozenset({"reference"})
 
     def available(self) -> str | None:

@@ -43,11 +43,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motiongrid import weights
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import Video, to_0_255, to_uint8_hwc
+from motiongrid.bench import weights
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.registry import metrics
+from motiongrid.bench.video import Video, to_0_255, to_uint8_hwc
 from motiongrid.metrics._common import BaseMetric, align, check_choice, reference_settings
-from motiongrid.registry import metrics
 
 TRACKERS = ("auto", "cotracker", "lk", "gt")
 COTRACKER_WEIGHTS = ("cotracker-hub-repo", "cotracker3-offline")
@@ -215,6 +215,7 @@ def cotracker_track(model: torch.nn.Module, frames: torch.Tensor, device: torch.
 class MotionFidelity(BaseMetric):
     description = "DMT motion fidelity from point tracks (symmetric and DMT one-way variants)"
     higher_is_better = True
+    ideal = {"symmetric": 1.0, "dmt_one_way": 1.0}
     needs = frozenset({"reference"})
     defaults = {"tracker": "auto", "grid_size": 30, "static_px": 0.5, "points": "all",
                 "lk_win": 15, "lk_levels": 3, "lk_fb_px": 1.0}

@@ -18,12 +18,10 @@ direction run.json does not give are shown and never gate.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from motiongrid.reports.aggregate import aggregate
-from motiongrid.reports.data import MEMORY_KEY, TIME_PREFIX, RunData, RunDirError, cell_value, load_run
+from motiongrid.reports.data import MEMORY_KEY, TIME_PREFIX, RunData, cell_value
 from motiongrid.reports.formatting import fmt, fmt_signed, template_env
 
 DEFAULT_TOLERANCE = "1%"
@@ -36,7 +34,7 @@ class Tolerance:
     relative: bool
 
     @classmethod
-    def parse(cls, text: str, where: str) -> "Tolerance":
+    def parse(cls, text: str, where: str) -> Tolerance:
         raw = text.strip()
         relative = raw.endswith("%")
         try:
@@ -235,40 +233,3 @@ def render_markdown(comp: Comparison) -> str:
 
 
 # ---- CLI ----------------------------------------------------------------------------------
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser(
-        "compare", help="compare two runs; exit 1 on a regression (for CI)",
-        description="Direction-aware per-label deltas of every metric between two runs, cells matched "
-                    "by label+clip+seed. Exit code 1 when a metric regresses beyond its tolerance, a cell "
-                    "that passed in BASE fails in NEW, or (without --allow-missing) a BASE cell or value "
-                    f"is missing from NEW; 2 on bad input. Default tolerance: {DEFAULT_TOLERANCE} of |base "
-                    "mean| per metric. Timings and memory are shown but gate only when --tolerance names them.")
-    p.add_argument("base", metavar="BASE_RUN", help="baseline run directory")
-    p.add_argument("new", metavar="NEW_RUN", help="run directory to check against the baseline")
-    p.add_argument("--tolerance", action="extend", nargs="+", default=[], metavar="METRIC=VALUE",
-                   help="allowed worsening: absolute (psnr=0.5) or percent of |base mean| (fid=5%%); "
-                        "'default=VALUE' changes the default; a dict metric's name covers its keys "
-                        "(motion_fidelity=0.02); naming time.<stage>, time.total or peak_memory_mb makes "
-                        "them gate")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="do not fail when NEW lacks cells or metric values BASE had (NEW ran a subset)")
-    p.add_argument("--markdown", metavar="OUT",
-                   help="also append the Markdown to OUT, created if missing (e.g. \"$GITHUB_STEP_SUMMARY\")")
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args) -> int:
-    try:
-        tolerances = parse_tolerances(args.tolerance)
-        base, new = load_run(args.base), load_run(args.new)
-        comp = compare_runs(base, new, tolerances, allow_missing=args.allow_missing)
-    except (RunDirError, ValueError) as exc:
-        print(f"motiongrid compare: error: {exc}", file=sys.stderr)
-        return 2
-    text = render_markdown(comp)
-    print(text)
-    if args.markdown:
-        with Path(args.markdown).open("a", encoding="utf-8") as f:
-            f.write(text + "\n")
-    return 1 if comp.failing else 0

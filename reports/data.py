@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from motiongrid.store import Store
+from motiongrid.bench.store import Store
 
 # Resource columns aggregated next to the metrics. They are lower-is-better and, being noisy,
 # never gate `compare` unless a tolerance names them.

@@ -7,12 +7,11 @@ JSON) plus ``param.<name>`` columns so a sweep can be filtered without parsing J
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from motiongrid.reports.data import RunDirError, open_store
+from motiongrid.reports.data import open_store
 
 FORMATS = ("csv", "parquet")
 
@@ -62,24 +61,3 @@ def export(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> Path
             raise ValueError("--format parquet needs pyarrow: pip install 'motiongrid[parquet]'") from None
         frame.to_parquet(dest, index=False)
     return dest
-
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser(
-        "export", help="write a run's cells as CSV or Parquet",
-        description="One row per cell: key, method, label, params (JSON and param.<name> columns), clip, "
-                    "seed, status, reason, every metric, time.<stage>, peak memory, artifact path.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holds results.sqlite)")
-    p.add_argument("--format", required=True, choices=FORMATS, help="output format")
-    p.add_argument("--out", metavar="FILE", help="output file (default: RUN_DIR/results.<format>)")
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args) -> int:
-    try:
-        dest = export(args.run_dir, args.format, args.out)
-    except (RunDirError, ValueError) as exc:
-        print(f"motiongrid export: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {dest}")
-    return 0

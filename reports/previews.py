@@ -1,6 +1,6 @@
 """Side-by-side animated previews: reference | each label, for one clip, as a GIF.
 
-Frames come from the saved mp4 artifacts through ``motiongrid.datasets.video.read_video``
+Frames come from the saved mp4 artifacts through ``motiongrid.bench.video.read_video``
 (the one video I/O module); nothing is regenerated.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from motiongrid.datasets.video import VideoError, read_video, to_uint8
+from motiongrid.bench.video import VideoError, read_video, to_uint8
 
 TILE_H = 128
 MIN_TILE_W = 144
@@ -113,7 +113,7 @@ def preview_gif(tiles: list[Tile], tile_h: int = TILE_H, max_cols: int = MAX_COL
 
     # Videos: resize each once, then paste frame t of each (looping shorter ones).
     resized = []
-    for (t, frames, _), box in zip(loaded, boxes):
+    for (_, frames, _), box in zip(loaded, boxes):
         if frames is None:
             resized.append(None)
             continue

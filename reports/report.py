@@ -11,7 +11,6 @@ import base64
 import json
 import math
 import re
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,15 @@ from pathlib import Path
 from markupsafe import Markup
 
 from motiongrid.reports import plots
-from motiongrid.reports.aggregate import (aggregate, cell_counts, keys_with_values, paired_differences,
-                                          pick_headline, pick_text_alignment, text_alignment_candidates)
+from motiongrid.reports.aggregate import (
+    aggregate,
+    cell_counts,
+    keys_with_values,
+    paired_differences,
+    pick_headline,
+    pick_text_alignment,
+    text_alignment_candidates,
+)
 from motiongrid.reports.data import MEMORY_KEY, TIME_TOTAL, RunData, RunDirError, load_run
 from motiongrid.reports.formatting import fmt, fmt_ci, fmt_signed, md_code_block, template_env
 from motiongrid.reports.previews import Tile, preview_gif
@@ -390,35 +396,4 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, headlin
     return md_path, html_path
 
 
-# ---- CLI ----------------------------------------------------------------------------------
 
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser(
-        "report", help="write report.md and a self-contained report.html for a run",
-        description="Summarise a run directory: per-label means with 95%% bootstrap CIs, paired "
-                    "differences against a baseline label, parameter "
-                    "sweeps, the motion-fidelity/text-alignment trade-off, a per-clip heatmap, animated "
-                    "previews, failures and provenance. Reads only results.sqlite and run.json.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holds results.sqlite and run.json)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/report)")
-    p.add_argument("--metric", metavar="NAME",
-                   help="headline metric for the heatmap and scatter (default: symmetric motion fidelity "
-                        "if present, else motion fidelity, else psnr, else the first metric)")
-    p.add_argument("--previews", type=int, default=DEFAULT_PREVIEWS, metavar="N",
-                   help=f"animated previews for the first N clips (default {DEFAULT_PREVIEWS}; 0: none)")
-    p.add_argument("--baseline", metavar="LABEL",
-                   help=f"label to subtract in the paired-difference table (label − LABEL per clip and seed, "
-                        f"with a bootstrap CI; default: the first label whose method is {BASELINE_METHOD!r}, "
-                        f"if any, else no table)")
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args) -> int:
-    try:
-        md, html = write_report(args.run_dir, args.out, headline=args.metric, previews=args.previews,
-                                baseline=args.baseline)
-    except (RunDirError, ValueError) as exc:
-        print(f"motiongrid report: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {md}\nwrote {html}")
-    return 0

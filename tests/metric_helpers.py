@@ -6,27 +6,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pytest
 import torch
 
-from motiongrid import weights
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import Video
-
-
-@pytest.fixture
-def isolated(tmp_path, monkeypatch):
-    """Every weight/cache location under tmp_path; hub access off; registry restored after."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("MOTIONGRID_CACHE", str(tmp_path / "mg"))
-    monkeypatch.delenv("MOTIONGRID_WEIGHTS", raising=False)
-    monkeypatch.setenv("MOTIONGRID_CLEANFID_DIR", str(tmp_path / "cleanfid"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    saved = dict(weights._REGISTRY)
-    yield tmp_path
-    weights._REGISTRY.clear()
-    weights._REGISTRY.update(saved)
+from motiongrid.bench import weights
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.video import Video
 
 
 def no_checksum(name: str) -> None:
@@ -52,3 +36,41 @@ def clip_of(frames: torch.Tensor, cid: str = "c", prompt: str = "a red square", 
     video = Video(frames)
     return Clip(id=cid, prompt=prompt, loader=lambda: video, source_hash=video.content_hash(),
                 tracks=tracks, visibility=vis)
+
+
+# ---- stand-in weight files in the real formats (plumbing only) ------------------------------
+
+class _Layers(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pool = torch.nn.AdaptiveAvgPool2d(4)
+        self.proj = torch.nn.Conv2d(3, 2048, 4)
+
+    def forward(self, x):
+        return self.proj(self.pool(x))
+
+
+class _FakeInception(torch.nn.Module):
+    """Same TorchScript interface clean-fid's InceptionV3W uses: ``.layers(x)`` -> (B, 2048, 1, 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = _Layers()
+
+    def forward(self, x, return_features: bool = False):
+        return self.layers(x).flatten(1)
+
+
+def save_inception_standin(path: Path) -> None:
+    """A TorchScript file with the interface clean-fid's Inception wrapper calls."""
+    torch.jit.save(torch.jit.script(_FakeInception().eval()), str(path))
+
+
+def save_alexnet_standin(path: Path, seed: int = 0) -> dict:
+    """A random torchvision AlexNet state dict, as LPIPS loads its backbone."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    state = torchvision.models.alexnet(weights=None).state_dict()
+    torch.save(state, path)
+    return state

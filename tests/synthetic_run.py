@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motiongrid.datasets.video import Video, write_video
-from motiongrid.store import CellResult, Store
+from motiongrid.bench.store import CellResult, Store
+from motiongrid.bench.video import Video, write_video
 
 XSS = "<script>alert(1)</script>"
 CLIPS = [

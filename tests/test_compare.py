@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from synthetic_run import make_run
 
-from motiongrid.cli import main
+from motiongrid.bench.cli import main
 from motiongrid.reports.compare import Tolerance, compare_runs, parse_tolerances
 from motiongrid.reports.data import load_run
 

@@ -5,11 +5,11 @@ import time
 
 import pytest
 import torch
+from metric_helpers import clip_of, import_ok, stage
 
-from metric_helpers import clip_of, import_ok, isolated, stage  # noqa: F401  (fixture)
-from motiongrid import weights
+from motiongrid.bench import weights
+from motiongrid.bench.video import Video
 from motiongrid.datasets.shapes import ShapesOptions, generate_clips
-from motiongrid.datasets.video import Video
 from motiongrid.metrics import clip as clip_metrics
 from motiongrid.metrics.clip import ClipText, PromptTruncated, TemporalConsistency, tokenize_keep_eot
 
@@ -39,7 +39,7 @@ def test_long_prompt_keeps_eot_and_both_ends(tokenizer):
     assert tokenizer.decode(ids[-4:-1]).strip().endswith("finish")
 
 
-def test_default_weights_missing_fails_fast_with_fix(isolated, monkeypatch):  # noqa: F811
+def test_default_weights_missing_fails_fast_with_fix(isolated, monkeypatch):
     import huggingface_hub
 
     def hub(*a, **k):
@@ -63,7 +63,7 @@ TINY = {"embed_dim": 32,
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 
 
-def test_open_clip_path_runs_on_imported_tiny_model(isolated, monkeypatch):  # noqa: F811
+def test_open_clip_path_runs_on_imported_tiny_model(isolated, monkeypatch):
     import open_clip
     from safetensors.torch import save_file
 

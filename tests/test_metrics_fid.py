@@ -4,12 +4,11 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
+from metric_helpers import import_ok, save_inception_standin, stage
 from scipy import linalg
 
-from metric_helpers import import_ok, isolated, stage  # noqa: F401  (fixture)
+from motiongrid.bench.video import Video
 from motiongrid.datasets.shapes import ShapesOptions, generate_clips
-from motiongrid.datasets.video import Video
 from motiongrid.metrics.fid import FID, FewSamplesWarning, fid_from_feature_sets, frechet_distance_from_feats
 
 
@@ -57,34 +56,13 @@ def test_few_samples_are_flagged_and_warned():
         frechet_distance_from_feats(f, f[:, :8])
 
 
-def test_unavailable_reports_fix_command(isolated):  # noqa: F811
+def test_unavailable_reports_fix_command(isolated):
     reason = FID().available()
     assert "motiongrid weights fetch cleanfid-inception" in reason and "weights import DIR" in reason
     assert "inception-2015-12-05.pt" in reason
 
 
-class _Layers(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.pool = torch.nn.AdaptiveAvgPool2d(4)
-        self.proj = torch.nn.Conv2d(3, 2048, 4)
-
-    def forward(self, x):
-        return self.proj(self.pool(x))
-
-
-class _FakeInception(torch.nn.Module):
-    """Same TorchScript interface clean-fid's InceptionV3W uses: ``.layers(x)`` -> (B, 2048, 1, 1)."""
-
-    def __init__(self):
-        super().__init__()
-        self.layers = _Layers()
-
-    def forward(self, x, return_features: bool = False):
-        return self.layers(x).flatten(1)
-
-
-def test_cleanfid_inception_loads_from_imported_file(isolated, monkeypatch):  # noqa: F811
+def test_cleanfid_inception_loads_from_imported_file(isolated, monkeypatch):
     import cleanfid.downloads_helper
 
     def no_download(*a, **k):
@@ -92,7 +70,7 @@ def test_cleanfid_inception_loads_from_imported_file(isolated, monkeypatch):  # 
     monkeypatch.setattr(cleanfid.downloads_helper, "check_download_inception", no_download)
 
     transfer = isolated / "transfer"
-    torch.jit.save(torch.jit.script(_FakeInception().eval()), str(stage(transfer, "cleanfid-inception")))
+    save_inception_standin(stage(transfer, "cleanfid-inception"))
     import_ok(transfer, "cleanfid-inception")
     assert (isolated / "cleanfid" / "inception-2015-12-05.pt").is_file()
 

@@ -4,15 +4,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from metric_helpers import clip_of
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
-from metric_helpers import clip_of
+from motiongrid.bench.api import AlignmentError
+from motiongrid.bench.registry import metrics
+from motiongrid.bench.video import Video
 from motiongrid.datasets.shapes import ShapesOptions, generate_clips
-from motiongrid.datasets.video import Video
-from motiongrid.metrics._common import AlignmentError
 from motiongrid.metrics.fidelity import L1, PSNR, SSIM
-from motiongrid.registry import metrics
 
 
 def _pairs():

@@ -3,12 +3,12 @@ state dict placed by `weights import`, the real lpips/torchvision loading path r
 import pytest
 import torch
 import torchvision
+from metric_helpers import clip_of, import_ok, no_checksum, stage
 
-from metric_helpers import clip_of, import_ok, isolated, no_checksum, stage  # noqa: F401  (fixture)
-from motiongrid import weights
-from motiongrid.api import MetricUnavailable
+from motiongrid.bench import weights
+from motiongrid.bench.api import MetricUnavailable
+from motiongrid.bench.video import Video
 from motiongrid.datasets.shapes import ShapesOptions, generate_clips
-from motiongrid.datasets.video import Video
 from motiongrid.metrics.lpips import LPIPS
 
 
@@ -20,7 +20,7 @@ def no_download(monkeypatch):
     monkeypatch.setattr(torch.hub, "download_url_to_file", fail)
 
 
-def test_missing_backbone_is_reported_without_download(isolated, no_download):  # noqa: F811
+def test_missing_backbone_is_reported_without_download(isolated, no_download):
     m = LPIPS()
     reason = m.available()
     assert "alexnet-owt-7be5be79.pth" in reason
@@ -30,7 +30,7 @@ def test_missing_backbone_is_reported_without_download(isolated, no_download):  
         m.score(Video(frames), clip_of(frames))
 
 
-def test_import_checks_the_published_hash_prefix(isolated):  # noqa: F811
+def test_import_checks_the_published_hash_prefix(isolated):
     transfer = isolated / "transfer"
     stage(transfer, "lpips-alexnet").write_bytes(b"not alexnet")
     result = {r.name: r for r in weights.import_dir(transfer)}["lpips-alexnet"]
@@ -38,7 +38,7 @@ def test_import_checks_the_published_hash_prefix(isolated):  # noqa: F811
     assert weights.available("lpips-alexnet") is not None
 
 
-def test_lpips_runs_on_imported_backbone(isolated, no_download):  # noqa: F811
+def test_lpips_runs_on_imported_backbone(isolated, no_download):
     transfer = isolated / "transfer"
     torch.manual_seed(0)
     state = torchvision.models.alexnet(weights=None).state_dict()

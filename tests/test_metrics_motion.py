@@ -5,11 +5,10 @@ import textwrap
 
 import pytest
 import torch
+from metric_helpers import clip_of, import_ok, stage
 
-from metric_helpers import clip_of, import_ok, isolated, stage  # noqa: F401  (fixture)
-from motiongrid import weights
+from motiongrid.bench.video import Video
 from motiongrid.datasets.shapes import ShapesOptions, generate_clips
-from motiongrid.datasets.video import Video
 from motiongrid.metrics import motion
 from motiongrid.metrics.motion import MotionFidelity, lk_track, motion_fidelity
 
@@ -107,7 +106,7 @@ def test_lk_follows_ground_truth_on_shapes(shapes_clips):
         assert motion_fidelity(gt, gt_vis, tracks, vis)["symmetric"] > 0.95
 
 
-def test_identical_videos_score_one_with_lk_and_about_one_with_gt(isolated, shapes_clips):  # noqa: F811
+def test_identical_videos_score_one_with_lk_and_about_one_with_gt(isolated, shapes_clips):
     lk, gt = MotionFidelity(tracker="lk"), MotionFidelity(tracker="gt")
     for clip in shapes_clips:
         video = Video(clip.frames.clone())
@@ -120,7 +119,7 @@ def test_identical_videos_score_one_with_lk_and_about_one_with_gt(isolated, shap
     assert gt.preprocessing()["generated_tracker"]["tracker"] == "lk"
 
 
-def test_reversed_video_scores_low(isolated, shapes_clips):  # noqa: F811
+def test_reversed_video_scores_low(isolated, shapes_clips):
     m = MotionFidelity(tracker="lk")
     pan = shapes_clips[3]                                      # every point moves: reversal -> about -1
     assert m.score(Video(pan.frames.flip(0).contiguous()), pan)["symmetric"] < -0.5
@@ -131,7 +130,7 @@ def test_reversed_video_scores_low(isolated, shapes_clips):  # noqa: F811
     assert 0 < r["symmetric"] < 0.9
 
 
-def test_reference_tracks_are_cached(isolated, shapes_clips):  # noqa: F811
+def test_reference_tracks_are_cached(isolated, shapes_clips):
     clip = shapes_clips[1]
     m = MotionFidelity(tracker="lk")
     m.score(Video(clip.frames.clone()), clip)
@@ -139,7 +138,7 @@ def test_reference_tracks_are_cached(isolated, shapes_clips):  # noqa: F811
     assert (m.cache.misses, m.cache.hits) == (1, 1)
 
 
-def test_auto_falls_back_to_lk_and_cotracker_reports_fix(isolated):  # noqa: F811
+def test_auto_falls_back_to_lk_and_cotracker_reports_fix(isolated):
     auto = MotionFidelity()
     assert auto.available() is None and auto.preprocessing()["tracker"] == "lk"
     reason = MotionFidelity(tracker="cotracker").available()
@@ -195,7 +194,7 @@ class FakePredictor(torch.nn.Module):
 '''
 
 
-def test_cotracker_loads_from_imported_repo_and_checkpoint(isolated, monkeypatch):  # noqa: F811
+def test_cotracker_loads_from_imported_repo_and_checkpoint(isolated, monkeypatch):
     monkeypatch.setattr(motion, "_COTRACKER", {})
     transfer = isolated / "transfer"
     repo = stage(transfer, "cotracker-hub-repo")
@@ -221,7 +220,7 @@ def test_cotracker_loads_from_imported_repo_and_checkpoint(isolated, monkeypatch
     assert gt.score(Video(clip.frames.clone()), clip)["n_generated"] > 0
 
 
-def test_moving_points_separate_frozen_from_faithful_on_a_flat_background(isolated):  # noqa: F811
+def test_moving_points_separate_frozen_from_faithful_on_a_flat_background(isolated):
     """On the toy world's flat background, points='moving' scores the reference 1 and a frozen
     first frame 0, where points='all' lets static background agreement lift the frozen video."""
     opts = ShapesOptions(count=2, size=24, frames=8, background="flat", kinds=("circle", "square"),
@@ -238,7 +237,7 @@ def test_moving_points_separate_frozen_from_faithful_on_a_flat_background(isolat
         assert everything["dmt_one_way"] > 0.9          # the failure mode points="moving" removes
 
 
-def test_moving_points_need_a_moving_reference(isolated):  # noqa: F811
+def test_moving_points_need_a_moving_reference(isolated):
     tr = linear_tracks([[0, 0], [0, 0]])
     from motiongrid.metrics.motion import moving_tracks
 

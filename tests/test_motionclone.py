@@ -8,14 +8,17 @@ import copy
 
 import pytest
 import torch
+from tiny_models import save_tiny_animatediff
 
-from motiongrid import weights
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import Video
-from motiongrid.methods import motionclone as mc
+from motiongrid.bench import weights
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.video import Video
+from motiongrid.methods import animatediff as ad
 from motiongrid.methods.backbone import load_backbone
+from motiongrid.methods.motionclone import adapters
+from motiongrid.methods.motionclone import guidance as mc
 
-FRAMES, SIZE = mc.ANIMATEDIFF_FRAMES, 32
+FRAMES, SIZE = ad.ANIMATEDIFF_FRAMES, 32
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +26,15 @@ def env(tmp_path_factory):
     """A local model folder and a weights home holding the registered entries, tiny."""
     root = tmp_path_factory.mktemp("motionclone")
     local = root / "tiny-animatediff"
-    mc.save_tiny_animatediff(local, size=SIZE)
+    save_tiny_animatediff(local, size=SIZE)
     mp = pytest.MonkeyPatch()
     mp.setenv("MOTIONGRID_WEIGHTS", str(root / "weights"))
     mp.setenv("MOTIONGRID_CACHE", str(root / "cache"))
-    target = {name: weights.get(name).target() for name in (mc.BASE_WEIGHTS, mc.ADAPTER_WEIGHTS, mc.VAE_WEIGHTS)}
-    mc.save_tiny_animatediff(target[mc.BASE_WEIGHTS], target[mc.ADAPTER_WEIGHTS], target[mc.VAE_WEIGHTS], size=SIZE)
-    yield {"local": str(local), "root": root}
+    target = {name: weights.get(name).target() for name in (ad.BASE_WEIGHTS, ad.ADAPTER_WEIGHTS, ad.VAE_WEIGHTS)}
+    save_tiny_animatediff(target[ad.BASE_WEIGHTS], target[ad.ADAPTER_WEIGHTS], target[ad.VAE_WEIGHTS], size=SIZE)
+    yield {"local": f"animatediff:{local}", "root": root}
     mp.undo()
-    mc._BackboneMethod._backbones.clear()
+    adapters._BackboneMethod._backbones.clear()
 
 
 @pytest.fixture(scope="module")
@@ -177,10 +180,10 @@ def test_guidance_touches_only_configured_steps(env, clip, monkeypatch):
     recorded = []
     original = mc._Recorder.record
     monkeypatch.setattr(mc._Recorder, "record", lambda self, n, p: (recorded.append(n), original(self, n, p))[1])
-    method = mc.MotionCloneMethod()
+    method = adapters.MotionCloneMethod()
     method.prepare(torch.device("cpu"))
     method.cache.enabled = False
-    params = mc.MotionCloneParams(model=env["local"], steps=5, guided_fraction=0.4, guidance_weight=1e3, cfg=2.0)
+    params = adapters.MotionCloneParams(model=env["local"], steps=5, guided_fraction=0.4, guidance_weight=1e3, cfg=2.0)
     method.generate(clip, params, seed=0)
     trace = method.last_trace
     assert [s["energy"] is not None for s in trace] == [True, True, False, False, False]
@@ -189,18 +192,18 @@ def test_guidance_touches_only_configured_steps(env, clip, monkeypatch):
 
 
 def test_same_seed_same_video_and_zero_weight_is_unguided(env, clip):
-    unguided, clone = mc.UnguidedMethod(), mc.MotionCloneMethod()
+    unguided, clone = adapters.UnguidedMethod(), adapters.MotionCloneMethod()
     for m in (unguided, clone):
         m.prepare(torch.device("cpu"))
     base = dict(model=env["local"], steps=3, cfg=2.0)
-    a = unguided.generate(clip, mc.SamplerParams(**base), seed=3)
-    b = unguided.generate(clip, mc.SamplerParams(**base), seed=3)
-    c = unguided.generate(clip, mc.SamplerParams(**base), seed=4)
+    a = unguided.generate(clip, adapters.SamplerParams(**base), seed=3)
+    b = unguided.generate(clip, adapters.SamplerParams(**base), seed=3)
+    c = unguided.generate(clip, adapters.SamplerParams(**base), seed=4)
     assert a.frames.shape == (FRAMES, 3, SIZE, SIZE) and a.fps == 8.0
     assert 0 <= float(a.frames.min()) and float(a.frames.max()) <= 1
     assert torch.equal(a.frames, b.frames) and not torch.equal(a.frames, c.frames)
 
-    p = mc.MotionCloneParams(**base, guided_fraction=0.7, guidance_weight=5e3, mask="plain")
+    p = adapters.MotionCloneParams(**base, guided_fraction=0.7, guidance_weight=5e3, mask="plain")
     g1 = clone.generate(clip, p, seed=3)
     hits = clone.cache.hits
     g2 = clone.generate(clip, p, seed=3)
@@ -214,7 +217,7 @@ def test_same_seed_same_video_and_zero_weight_is_unguided(env, clip):
 
 def test_loads_registered_animatediff_through_weights_manager(env):
     bb = load_backbone("animatediff", torch.device("cpu"))
-    assert isinstance(bb, mc.AnimateDiffBackbone)
+    assert isinstance(bb, ad.AnimateDiffBackbone)
     assert (bb.num_frames, bb.height, bb.width) == (FRAMES, SIZE, SIZE)
     assert bb.latent_shape() == (4, FRAMES, SIZE // 2, SIZE // 2)
     assert "hf://guoyww/animatediff-motion-adapter-v1-5-3" in bb.fingerprint["sources"]
@@ -237,6 +240,6 @@ def test_missing_weights_give_the_fix_command(env, tmp_path, monkeypatch):
         (local / sub / "config.json").write_text("{}")
     (local / "tokenizer").mkdir()
     with pytest.raises(weights.WeightsMissing, match="motiongrid weights fetch animatediff-motion-adapter-v3"):
-        load_backbone(str(local), torch.device("cpu"))
+        load_backbone(f"animatediff:{local}", torch.device("cpu"))
     with pytest.raises(weights.WeightsMissing, match="not a local directory"):
-        load_backbone(str(tmp_path / "nowhere"), torch.device("cpu"))
+        load_backbone(f"animatediff:{tmp_path / 'nowhere'}", torch.device("cpu"))

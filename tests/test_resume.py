@@ -12,9 +12,9 @@ from pathlib import Path
 
 PLUGIN = '''
 import time
-from motiongrid.api import Method
-from motiongrid.datasets.video import Video
-from motiongrid.registry import methods
+from motiongrid.bench.api import Method
+from motiongrid.bench.video import Video
+from motiongrid.bench.registry import methods
 
 @methods.register("slow_reference")
 class SlowReference(Method):
@@ -61,7 +61,7 @@ def test_sigkill_and_resume(tmp_path):
     db = out / "results.sqlite"
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-c",
-           "import sys, slowplugin; from motiongrid.cli import main; sys.exit(main(sys.argv[1:]))",
+           "import sys, slowplugin; from motiongrid.bench.cli import main; sys.exit(main(sys.argv[1:]))",
            "run", str(tmp_path / "grid.toml"), "--out", str(out), "--quiet"]
     total = 3 * 4 * 2
     kills = 0

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from metric_helpers import isolated  # noqa: F401  (fixture)
-from motiongrid.cli import main
-from motiongrid.datasets.export import export_clips
+from motiongrid.bench.cli import main
+from motiongrid.bench.video import Video, read_video, sample_frame_indices, write_video
+from motiongrid.datasets.folder import export_clips
 from motiongrid.datasets.shapes import ShapesOptions, generate_clips
-from motiongrid.datasets.video import Video, read_video, sample_frame_indices, write_video
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def _score(tmp: Path, *args) -> dict:
     return json.loads(out.read_text())   # strict JSON: inf is the string "inf"
 
 
-def test_against_itself_all_metrics(isolated, shapes_dir):  # noqa: F811
+def test_against_itself_all_metrics(isolated, shapes_dir):
     r = _score(isolated, "--reference", str(shapes_dir), "--generated", str(shapes_dir), "--tracker", "lk")
     assert len(r["per_clip"]) == 6
     for row in r["per_clip"]:
@@ -42,7 +41,7 @@ def test_against_itself_all_metrics(isolated, shapes_dir):  # noqa: F811
     assert r["preprocessing"]["psnr"]["identical"] == "inf"
 
 
-def test_ground_truth_tracker_scores_about_one(isolated, shapes_dir):  # noqa: F811
+def test_ground_truth_tracker_scores_about_one(isolated, shapes_dir):
     r = _score(isolated, "--reference", str(shapes_dir), "--generated", str(shapes_dir),
                "--metrics", "motion_fidelity", "--tracker", "gt")
     for row in r["per_clip"]:
@@ -54,7 +53,7 @@ def test_ground_truth_tracker_scores_about_one(isolated, shapes_dir):  # noqa: F
     assert all(row["motion_fidelity.symmetric"] == 1.0 for row in auto["per_clip"])
 
 
-def test_mismatch_names_both_files_unless_resample(isolated, shapes_dir, capsys):  # noqa: F811
+def test_mismatch_names_both_files_unless_resample(isolated, shapes_dir, capsys):
     ref = shapes_dir / "shapes-000-translate.mp4"
     short = isolated / "gen" / "shapes-000-translate.mp4"
     video = read_video(ref)
@@ -68,7 +67,7 @@ def test_mismatch_names_both_files_unless_resample(isolated, shapes_dir, capsys)
     assert r["per_clip"][0]["psnr"] == "inf" and r["per_clip"][0]["ssim"] == 1.0
 
 
-def test_single_files_pair_regardless_of_name_and_prompts(isolated, shapes_dir, capsys):  # noqa: F811
+def test_single_files_pair_regardless_of_name_and_prompts(isolated, shapes_dir, capsys):
     ref = shapes_dir / "shapes-001-rotate.mp4"
     gen = isolated / "my_output.mp4"
     gen.write_bytes(ref.read_bytes())

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from motiongrid.methods import toy
+from motiongrid.methods import toy as toy_pkg
+from motiongrid.methods.toy import model as toy
+from motiongrid.methods.toy import sample as toy_sample
+from motiongrid.methods.toy import train as toy_train
 
 # A tiny model and world so training steps take milliseconds; the shipped model is tested
 # separately below.
@@ -24,8 +27,8 @@ STEPS = 50
 
 
 def tiny_train(out, **kw):
-    cfg = toy.TrainConfig(batch_size=2, warmup_steps=10, checkpoint_every=10, eval_every=0)
-    return toy.train(out, steps=STEPS, seed=7, config=cfg, unet_config=TINY_UNET, clip_options=TINY_CLIPS,
+    cfg = toy_train.TrainConfig(batch_size=2, warmup_steps=10, checkpoint_every=10, eval_every=0)
+    return toy_train.train(out, steps=STEPS, seed=7, config=cfg, unet_config=TINY_UNET, clip_options=TINY_CLIPS,
                      progress=False, **kw)
 
 
@@ -95,6 +98,7 @@ def test_toy_world_options_render_the_stated_world():
     opts = toy.toy_shapes_options()
     assert (opts.size, opts.frames, opts.background, opts.striped, opts.describe_motion) == (24, 8, "flat", False, False)
     import numpy as np
+
     from motiongrid.datasets.shapes import random_spec
 
     rng = np.random.default_rng(0)
@@ -106,13 +110,13 @@ def test_toy_world_options_render_the_stated_world():
 
 
 def test_toy_weights_registered():
-    from motiongrid import weights
+    from motiongrid.bench import weights
 
-    assert weights.get("toy").target() == toy.toy_checkpoint_dir() / "toy.safetensors"
+    assert weights.get("toy").target() == toy_pkg.toy_checkpoint_dir() / "toy.safetensors"
 
 
 def test_cli_parses_toy_commands():
-    from motiongrid.cli import build_parser
+    from motiongrid.bench.cli import build_parser
 
     args = build_parser().parse_args(["toy", "train", "--out", "x", "--steps", "10", "--max-minutes", "1"])
     assert (args.out, args.steps, args.max_minutes, args.resume) == ("x", 10, 1.0, True)
@@ -122,7 +126,7 @@ def test_cli_parses_toy_commands():
 
 # ---- the shipped checkpoint ----------------------------------------------------------------
 
-SHIPPED = toy.toy_checkpoint_dir() / "toy.safetensors"
+SHIPPED = toy_pkg.toy_checkpoint_dir() / "toy.safetensors"
 needs_shipped = pytest.mark.skipif(not SHIPPED.is_file(),
                                    reason=f"toy checkpoint not committed yet ({SHIPPED})")
 
@@ -149,10 +153,10 @@ def test_shipped_checkpoint_loads_through_backbone():
 def test_shipped_samples_are_clean():
     torch.set_num_threads(1)
     bb = toy.load_toy_backbone()
-    prompts = [toy.toy_prompt(c, k) for c, k in toy.QUALITY_PROMPTS]
+    prompts = [toy.toy_prompt(c, k) for c, k in toy_sample.QUALITY_PROMPTS]
     for seed in (0, 1):
-        for video, (colour, kind) in zip(toy.sample_unguided(bb, prompts, seed * 1000), toy.QUALITY_PROMPTS):
-            q = toy.quality(video, colour)
+        for video, (colour, kind) in zip(toy.sample_unguided(bb, prompts, seed * 1000), toy_sample.QUALITY_PROMPTS):
+            q = toy_sample.quality(video, colour)
             label = f"seed {seed}, {colour} {kind}: {q}"
             assert q["bg_error"] < BG_ERROR_MAX, label
             assert FG_FRACTION[0] < q["fg_fraction"] < FG_FRACTION[1], label
@@ -169,16 +173,19 @@ def test_sample_strip_png(reference_run, tmp_path):
         calls.append((tuple(reference.shape), prompt, seed))
         return reference.flip(0)
 
-    rows = {**toy.strip_rows(), "guided (stand-in)": fake_guided}
-    png = toy.sample_strip(bb, tmp_path / "strip.png", clips=2, seed=5, rows=rows)
+    rows = {**toy_sample.strip_rows(), "guided (stand-in)": fake_guided}
+    png = toy_sample.sample_strip(bb, tmp_path / "strip.png", clips=2, seed=5, rows=rows)
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
     assert [c[2] for c in calls] == [5, 6] and calls[0][0] == (4, 3, 16, 16)
 
 
-def test_missing_checkpoint_names_the_fix(monkeypatch, tmp_path):
-    from motiongrid import weights
+def test_missing_checkpoint_names_the_fix(isolated, tmp_path):
+    import dataclasses
 
-    monkeypatch.setattr(toy, "toy_checkpoint_dir", lambda: tmp_path / "nowhere")
+    from motiongrid.bench import weights
+
+    gone = tmp_path / "nowhere" / "toy.safetensors"
+    weights.register(dataclasses.replace(weights.get("toy"), target=lambda: gone), replace=True)
     with pytest.raises(weights.WeightsMissing, match="motiongrid toy train"):
         toy.load_toy_backbone()
 
@@ -186,14 +193,14 @@ def test_missing_checkpoint_names_the_fix(monkeypatch, tmp_path):
 def test_toy_backbone_drives_the_motionclone_sampler(reference_run):
     """The toy backbone through MotionClone's sampler: unguided it reproduces sample_unguided
     (same noise, CFG convention and scheduler), and a guided run executes."""
-    mc = pytest.importorskip("motiongrid.methods.motionclone")
+    from motiongrid.methods.motionclone import guidance as mc
     out, _ = reference_run
     bb = toy.load_toy_backbone("toy", "cpu", path=out / "export")
     prompt = "a red circle on a dark background"
     mine = toy.sample_unguided(bb, [prompt], seed=3, steps=4, cfg=2.0)[0]
     theirs = bb.decode_latents(mc.guided_sample(bb, prompt, 3, 4, 2.0))
     assert torch.allclose(mine, theirs, atol=1e-5)
-    ref = toy.toy_reference_clips(1, clip_options=TINY_CLIPS)[0][0]
+    ref = toy_sample.toy_reference_clips(1, clip_options=TINY_CLIPS)[0][0]
     rep = mc.extract_motion_representation(bb, ref, t_alpha=400, blocks="up_blocks.1")
     guidance = mc.Guidance(reference=rep, weight=100.0, scales=[1.0, 1.0, 0.0, 0.0])
     trace = []
@@ -204,6 +211,6 @@ def test_toy_backbone_drives_the_motionclone_sampler(reference_run):
 def test_timestep_errors_diagnostic(reference_run):
     out, _ = reference_run
     bb = toy.load_toy_backbone("toy", "cpu", path=out / "export")
-    rows = toy.timestep_errors(bb, timesteps=(10, 500), clips=2)
+    rows = toy_sample.timestep_errors(bb, timesteps=(10, 500), clips=2)
     assert [r["t"] for r in rows] == [10, 500]
     assert all(r["x0_abs_error"] >= 0 and r["eps_std"] > 0 for r in rows)

@@ -5,9 +5,8 @@ import time
 
 import pytest
 
-from metric_helpers import isolated  # noqa: F401  (fixture)
-from motiongrid import weights
-from motiongrid.cli import main
+from motiongrid.bench import weights
+from motiongrid.bench.cli import main
 
 
 def _entry(tmp, name="test-file", sha=None, size=None, url=None, **kw):
@@ -15,7 +14,7 @@ def _entry(tmp, name="test-file", sha=None, size=None, url=None, **kw):
                               sha256=sha, size=size, target=lambda: tmp / "installed" / f"{name}.bin", **kw)
 
 
-def test_builtin_entries_point_where_the_libraries_look(isolated):  # noqa: F811
+def test_builtin_entries_point_where_the_libraries_look(isolated):
     names = {e.name for e in weights.entries(load_all=False)}
     assert {"lpips-alexnet", "cleanfid-inception", "openclip-vit-b-32-openai", "cotracker3-offline",
             "cotracker-hub-repo"} <= names
@@ -28,7 +27,7 @@ def test_builtin_entries_point_where_the_libraries_look(isolated):  # noqa: F811
         weights.register(weights.WeightFile(name="lpips-alexnet", description="other", url="x", target=lambda: isolated))
 
 
-def test_missing_reports_reason_and_exact_fix(isolated):  # noqa: F811
+def test_missing_reports_reason_and_exact_fix(isolated):
     weights.register(_entry(isolated))
     reason = weights.available("test-file")
     assert "not found" in reason and "`motiongrid weights fetch test-file`" in reason
@@ -38,7 +37,7 @@ def test_missing_reports_reason_and_exact_fix(isolated):  # noqa: F811
     assert not weights.verify("test-file").ok
 
 
-def test_fetch_offline_fails_fast(isolated, monkeypatch):  # noqa: F811
+def test_fetch_offline_fails_fast(isolated, monkeypatch):
     start = time.perf_counter()
     with pytest.raises(weights.WeightsOffline, match="HF_HUB_OFFLINE.*weights import DIR"):
         weights.fetch("openclip-vit-b-32-openai")
@@ -49,7 +48,7 @@ def test_fetch_offline_fails_fast(isolated, monkeypatch):  # noqa: F811
     assert time.perf_counter() - start < 2.0
 
 
-def test_fetch_from_mirror_checks_sha_then_import_installs(isolated):  # noqa: F811
+def test_fetch_from_mirror_checks_sha_then_import_installs(isolated):
     payload = b"weights!" * 100
     (isolated / "mirror").mkdir()
     (isolated / "mirror" / "test-file.bin").write_bytes(payload)
@@ -73,7 +72,7 @@ def test_fetch_from_mirror_checks_sha_then_import_installs(isolated):  # noqa: F
         weights.fetch("test-file", into=isolated / "t2")
 
 
-def test_import_rejects_bad_files_and_accepts_flat_layout(isolated):  # noqa: F811
+def test_import_rejects_bad_files_and_accepts_flat_layout(isolated):
     weights.register(_entry(isolated, sha=hashlib.sha256(b"good").hexdigest()))
     flat = isolated / "flat"
     flat.mkdir()
@@ -89,7 +88,7 @@ def test_import_rejects_bad_files_and_accepts_flat_layout(isolated):  # noqa: F8
         weights.import_dir(isolated / "missing")
 
 
-def test_dir_entry_needs_its_required_files(isolated):  # noqa: F811
+def test_dir_entry_needs_its_required_files(isolated):
     weights.register(weights.WeightFile(name="test-repo", description="repo", url="file:///x.zip", kind="dir",
                                         required=("hubconf.py",), target=lambda: isolated / "repos" / "r"))
     src = isolated / "transfer" / "test-repo" / "r"
@@ -101,7 +100,7 @@ def test_dir_entry_needs_its_required_files(isolated):  # noqa: F811
     assert (isolated / "repos" / "r" / "hubconf.py").is_file() and weights.verify("test-repo").ok
 
 
-def test_cli_list_fetch_verify_import(isolated, capsys):  # noqa: F811
+def test_cli_list_fetch_verify_import(isolated, capsys):
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
     assert "lpips-alexnet" in out and "missing" in out

@@ -36,7 +36,7 @@ class ResourceMeter:
             self.peak_bytes = max(self.peak_bytes, proc.memory_info().rss)
             self._stop.wait(self.interval_s)
 
-    def __enter__(self) -> "ResourceMeter":
+    def __enter__(self) -> ResourceMeter:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)

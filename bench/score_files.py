@@ -1,4 +1,4 @@
-"""``motiongrid score``: score videos made elsewhere against their references.
+"""Scoring videos on disk against references on disk (the library behind ``motiongrid score``).
 
     motiongrid score --reference PATH --generated PATH [--prompts FILE] [--metrics psnr,ssim,...]
                      [--tracker gt|lk|cotracker|auto] [--resample MODE] [--json OUT]
@@ -26,17 +26,27 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
-import warnings
+import logging
 from pathlib import Path
 
 import torch
 import yaml
 
-from motiongrid.datasets.clip import Clip, file_digest
-from motiongrid.datasets.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoError, read_video
-from motiongrid.registry import UnknownName, metrics as metric_registry
-from motiongrid.scoring import build_metrics, json_value, mean_values, score_video
+from motiongrid.bench.api import AlignmentError
+from motiongrid.bench.clip import Clip, file_digest, load_tracks
+from motiongrid.bench.registry import UnknownName
+from motiongrid.bench.registry import metrics as metric_registry
+from motiongrid.bench.scoring import (
+    DeviceError,
+    build_metrics,
+    mean_values,
+    prepare_metrics,
+    resolve_device,
+    score_video,
+)
+from motiongrid.bench.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoError, read_video
+
+log = logging.getLogger(__name__)
 
 RESAMPLE_MODES = ("none", "reference-to-generated", "generated-to-reference")
 
@@ -82,7 +92,7 @@ def pair_up(reference: dict[str, Path], generated: dict[str, Path]) -> list[tupl
                          f"and generated ({sorted(generated)[:5]}…)")
     for side, names in (("reference", set(reference) - set(common)), ("generated", set(generated) - set(common))):
         if names:
-            warnings.warn(f"{len(names)} {side} videos have no partner and are skipped: {sorted(names)[:10]}")
+            log.warning("%d %s videos have no partner and are skipped: %s", len(names), side, sorted(names)[:10])
     return [(stem, reference[stem], generated[stem]) for stem in common]
 
 
@@ -127,8 +137,6 @@ def load_prompts(path: Path | None, reference_root: Path, pairs) -> dict[str, st
 
 
 def load_tracks_beside(video: Path) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    from motiongrid.datasets.folder import load_tracks
-
     base = video if video.is_dir() else video.with_suffix("")
     for cand in (base.parent / f"{base.name}.tracks.npz", base.parent / f"{base.name}.npz"):
         if cand.is_file():
@@ -148,8 +156,6 @@ def run_score(reference: Path, generated: Path, metric_names: list[str] | None =
               prompts: Path | None = None, tracker: str = "auto", resample: str | None = None,
               device: str = "cpu", cache_dir: str | None = None, cache: bool = True) -> dict:
     """Score every matched pair; returns the JSON-ready result (see module doc)."""
-    from motiongrid.metrics._common import AlignmentError
-
     pairs = pair_up(discover(Path(reference), "reference"), discover(Path(generated), "generated"))
     prompt_map = load_prompts(Path(prompts) if prompts else None, Path(reference), pairs)
     names = metric_names or metric_registry.names()
@@ -166,14 +172,11 @@ def run_score(reference: Path, generated: Path, metric_names: list[str] | None =
             unavailable[m.name] = (f"{m.name}: no prompts for any pair; pass --prompts FILE "
                                    f"(JSON mapping stem -> prompt) or put a manifest.yaml beside the references")
             ready.remove(m)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
-    for m in list(ready):
-        try:
-            m.prepare(dev)
-        except Exception as exc:  # e.g. a weight file that is present but cannot be loaded
-            unavailable[m.name] = f"{m.name}: failed to load: {type(exc).__name__}: {exc}"
-            ready.remove(m)
+    try:
+        dev = resolve_device(device)
+    except DeviceError as exc:
+        raise ScoreError(str(exc)) from None
+    ready = prepare_metrics(ready, dev, unavailable)
 
     rows, clips = [], []
     for stem, ref_path, gen_path in pairs:
@@ -212,62 +215,3 @@ def run_score(reference: Path, generated: Path, metric_names: list[str] | None =
         "settings": {"reference": str(reference), "generated": str(generated), "metrics": names,
                      "tracker": tracker, "resample": resample or "none", "device": str(dev)},
     }
-
-
-def _print(result: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    keys = list(result["mean"])
-    table = Table(title="motiongrid score")
-    table.add_column("clip")
-    for k in keys:
-        table.add_column(k, justify="right")
-    fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
-    for row in result["per_clip"]:
-        table.add_row(row["clip"], *[fmt(row.get(k)) for k in keys])
-    table.add_row("[bold]mean[/bold]", *[fmt(result["mean"].get(k)) for k in keys])
-    console.print(table)
-    for name, value in result["set"].items():
-        console.print(f"set-level {name}: {value}")
-    for row in result["per_clip"]:
-        for name, err in row.get("errors", {}).items():
-            console.print(f"[yellow]{row['clip']}: {name} failed: {err}[/yellow]")
-    for name, reason in result["unavailable"].items():
-        console.print(f"[red]unavailable[/red] {name}: {reason}")
-
-
-def _cmd_score(args) -> int:
-    names = [n.strip() for n in args.metrics.split(",") if n.strip()] if args.metrics else None
-    try:
-        result = run_score(Path(args.reference), Path(args.generated), names, args.prompts, args.tracker,
-                           args.resample, args.device, args.cache_dir, not args.no_cache)
-    except ScoreError as exc:
-        print(f"motiongrid score: {exc}", file=sys.stderr)
-        return 2
-    _print(result)
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(json_value(result), indent=2, allow_nan=False))
-        print(f"wrote {out}")
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser("score", help="score generated videos against references (no run needed)",
-                              description=__doc__.split("\n\n")[1] if __doc__ else None)
-    p.add_argument("--reference", required=True, help="reference video, frame folder, or folder of them")
-    p.add_argument("--generated", required=True, help="generated video, frame folder, or folder of them")
-    p.add_argument("--prompts", help="JSON/YAML mapping stem -> prompt, a manifest (CSV/YAML), or a .txt")
-    p.add_argument("--metrics", help="comma-separated (default: all registered)")
-    p.add_argument("--tracker", default="auto", choices=("auto", "gt", "lk", "cotracker"),
-                   help="point tracker for motion_fidelity (auto: cotracker if its weights are here, else lk)")
-    p.add_argument("--resample", default="none", choices=RESAMPLE_MODES,
-                   help="how to align frame counts/sizes that differ (default: error)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--cache-dir", help="reference feature cache (default $MOTIONGRID_CACHE/features)")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
-    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
-    p.set_defaults(func=_cmd_score)

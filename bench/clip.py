@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
 
-from motiongrid.datasets.video import Video, VideoError
+from motiongrid.bench.video import Video, VideoError
 
 
 @dataclass
@@ -56,6 +56,25 @@ class Clip:
         if self.tracks is not None:
             h.update(np.ascontiguousarray(self.tracks.numpy(), dtype=np.float32).tobytes())
         return h.hexdigest()[:16]
+
+
+class TracksError(ValueError):
+    """A tracks file that cannot be used; the message names it."""
+
+
+def load_tracks(path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ground-truth tracks from an .npz: ``tracks`` (T, N, 2) as (x, y) pixels and optional
+    ``visibility`` (T, N) — the file ``motiongrid clips make`` writes beside each clip."""
+    with np.load(path) as data:
+        if "tracks" not in data:
+            raise TracksError(f"{path}: tracks file has no 'tracks' array")
+        tracks = torch.tensor(data["tracks"], dtype=torch.float32)
+        vis = torch.tensor(data["visibility"], dtype=torch.bool) if "visibility" in data \
+            else torch.ones(tracks.shape[:2], dtype=torch.bool)
+    if tracks.ndim != 3 or tracks.shape[-1] != 2 or vis.shape != tracks.shape[:2]:
+        raise TracksError(f"{path}: expected tracks (T, N, 2) and visibility (T, N), "
+                            f"got {tuple(tracks.shape)} and {tuple(vis.shape)}")
+    return tracks, vis
 
 
 def file_digest(path, chunk: int = 1 << 20) -> str:

@@ -1,25 +1,27 @@
-"""``motiongrid`` command line. Each command family registers its own subparser through a
-``register_cli(subparsers)`` function in its module; this file only assembles them."""
+"""The ``motiongrid`` command line: one module per command group, assembled here.
+
+Each module in ``COMMAND_MODULES`` defines ``register(subparsers)``; handlers return an
+:class:`ExitCode`. Library modules never parse arguments or print results.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
 
-# Modules that contribute subcommands (each defines register_cli(subparsers)).
+from motiongrid.bench.cli.common import ExitCode
+
 COMMAND_MODULES = [
-    "motiongrid.runner",
-    "motiongrid.score",
-    "motiongrid.methods.toy",
-    "motiongrid.weights",
-    "motiongrid.reports.report",
-    "motiongrid.reports.compare",
-    "motiongrid.reports.export",
+    "motiongrid.bench.cli.run",       # run, clips, methods, metrics
+    "motiongrid.bench.cli.score",     # score
+    "motiongrid.bench.cli.reports",   # report, compare, export
+    "motiongrid.bench.cli.weights",   # weights list|fetch|verify|import
+    "motiongrid.bench.cli.toy",       # toy train|export|sample
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from motiongrid import __version__
+    from motiongrid.bench import __version__
 
     parser = argparse.ArgumentParser(
         prog="motiongrid",
@@ -28,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"motiongrid {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register_cli(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -37,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+        return ExitCode.BAD_INPUT
+    return int(args.func(args) or ExitCode.OK)
 
 
 if __name__ == "__main__":

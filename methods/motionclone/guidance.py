@@ -1,6 +1,6 @@
-"""MotionClone (training-free motion cloning by temporal-attention guidance) and its unguided
-baseline, on any video-diffusion :class:`Backbone` — the AnimateDiff backbone defined here
-(SD1.5 + AnimateDiff v3 motion adapter, latent space) and the toy backbone (methods/toy.py).
+"""MotionClone's guidance (training-free motion cloning by temporal-attention guidance) and its unguided
+baseline, on any video-diffusion :class:`Backbone` — the AnimateDiff backbone
+(methods/animatediff.py) and the toy backbone (methods/toy/model.py).
 See docs/methods.md (MotionClone) for the algorithm and the released code's settings.
 
 Pipeline
@@ -52,41 +52,24 @@ Conventions and defaults (and why)
     ``default_cfg`` in the convention above, ``default_negative_prompt``), else the released
     100 / 7.5 / "". AnimateDiff uses the released values and negative prompt.
 
-Model ids (``model`` parameter): "animatediff" (the released combination through the weights
-manager), "toy" (methods/toy.py), a local diffusers SD1.5 directory (unet, vae, text_encoder,
-tokenizer; motion_adapter/ optional, else the registered v3 adapter), or a hub id already in
-the Hugging Face cache.
+Model ids (``model`` parameter): see methods/backbone.py ("animatediff", "toy",
+"animatediff:<local diffusers SD1.5 folder>").
 """
 from __future__ import annotations
 
-import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field
 
-from motiongrid import weights
-from motiongrid.api import Method, Params
-from motiongrid.cache import FeatureCache
-from motiongrid.datasets.clip import Clip
-from motiongrid.datasets.video import (Video, from_minus_one_one, resize_frames, sample_frame_indices,
-                                       to_minus_one_one)
-from motiongrid.methods.backbone import Backbone, load_backbone, register_backbone
-from motiongrid.registry import methods
+from motiongrid.bench.video import resize_frames, sample_frame_indices
+from motiongrid.methods.backbone import Backbone
 
 # ---- released settings ------------------------------------------------------------------
 
 RELEASED_STEPS = 100
 RELEASED_CFG = 7.5
-RELEASED_NEGATIVE_PROMPT = ("bad anatomy, extra limbs, ugly, deformed, noisy, blurry, distorted, out of "
-                            "focus,  poorly drawn face, poorly drawn hands, missing fingers")
-# AnimateDiff's inference scheduler (the motion module was trained with this "linear" schedule).
-ANIMATEDIFF_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                             beta_schedule="linear", steps_offset=1, clip_sample=False)
-ANIMATEDIFF_FRAMES = 16
 # Default λ per update form (module docstring: "released" is the released 2000, "eps" the
 # same summed displacement); CALIBRATED_WEIGHTS[(model id, update)] overrides per backbone.
 DEFAULT_WEIGHTS = {"released": 2000.0, "eps": 4e4}
@@ -95,194 +78,6 @@ DEFAULT_WEIGHTS = {"released": 2000.0, "eps": 4e4}
 CALIBRATED_WEIGHTS: dict[tuple[str, str], float] = {("toy", "released"): 8000.0}
 EXTRACTION_SEED = 0           # noise for the t_alpha pass; fixed so the cache key needs no seed
 MAX_RAMP = 10                 # released warm-up / cool-down length
-
-# ---- weights (offline-first, through the weights manager) -------------------------------
-
-ADAPTER_WEIGHTS = "animatediff-motion-adapter-v3"
-BASE_WEIGHTS = "realistic-vision-v6"
-VAE_WEIGHTS = "sd-vae-ft-mse"
-
-weights.register(weights.WeightFile(
-    name=ADAPTER_WEIGHTS,
-    description="AnimateDiff v3 motion module (v3_sd15_mm) in diffusers MotionAdapter format",
-    repo_id="guoyww/animatediff-motion-adapter-v1-5-3", kind="hf_repo",
-    allow_patterns=("config.json", "diffusion_pytorch_model.safetensors"),
-    required=("config.json", "diffusion_pytorch_model.safetensors"),
-    target=lambda: weights.weights_home() / "animatediff-motion-adapter-v1-5-3",
-    used_by=("methods.motionclone",),
-))
-weights.register(weights.WeightFile(
-    # MotionClone's realisticVisionV60B1_v51VAE, as the author's diffusers-format repo; its VAE
-    # is not included ("noVAE"), the baked-in v51VAE is sd-vae-ft-mse (next entry).
-    name=BASE_WEIGHTS,
-    description="Realistic Vision v6.0 B1 (SD1.5 community checkpoint) in diffusers format",
-    repo_id="SG161222/Realistic_Vision_V6.0_B1_noVAE", kind="hf_repo",
-    allow_patterns=("model_index.json", "unet/*", "text_encoder/*", "tokenizer/*", "scheduler/*"),
-    required=("unet/config.json", "text_encoder/config.json", "tokenizer"),
-    target=lambda: weights.weights_home() / "Realistic_Vision_V6.0_B1_noVAE",
-    used_by=("methods.motionclone",),
-))
-weights.register(weights.WeightFile(
-    name=VAE_WEIGHTS,
-    description="SD VAE ft-MSE (the VAE baked into realisticVisionV60B1_v51VAE)",
-    repo_id="stabilityai/sd-vae-ft-mse", kind="hf_repo",
-    allow_patterns=("config.json", "diffusion_pytorch_model.safetensors"),
-    required=("config.json", "diffusion_pytorch_model.safetensors"),
-    target=lambda: weights.weights_home() / "sd-vae-ft-mse",
-    used_by=("methods.motionclone",),
-))
-
-
-# ---- AnimateDiff backbone ---------------------------------------------------------------
-
-@dataclass
-class AnimateDiffBackbone(Backbone):
-    vae: torch.nn.Module = None
-    text_encoder: torch.nn.Module = None
-    tokenizer: object = None
-    default_steps: int = RELEASED_STEPS
-    default_cfg: float = RELEASED_CFG
-    default_negative_prompt: str = RELEASED_NEGATIVE_PROMPT
-
-    @property
-    def vae_scale(self) -> int:
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
-
-    @torch.no_grad()
-    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
-        length = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
-        ids = self.tokenizer(list(prompts), padding="max_length", max_length=length, truncation=True,
-                             return_tensors="pt").input_ids.to(self.device)
-        return self.text_encoder(ids)[0]
-
-    @torch.no_grad()
-    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
-        pixels = to_minus_one_one(frames).to(self.device, self.dtype)
-        # distribution mean, not a sample: the representation must not depend on VAE noise
-        latents = torch.cat([self.vae.encode(chunk).latent_dist.mode() for chunk in pixels.split(8)])
-        latents = latents.float() * self.vae.config.scaling_factor
-        return latents.permute(1, 0, 2, 3).unsqueeze(0)
-
-    @torch.no_grad()
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        z = (latents[0].permute(1, 0, 2, 3) / self.vae.config.scaling_factor).to(self.dtype)
-        pixels = torch.cat([self.vae.decode(chunk).sample for chunk in z.split(8)])
-        return from_minus_one_one(pixels.float()).cpu()
-
-    def latent_shape(self) -> tuple[int, int, int, int]:
-        s = self.vae_scale
-        return (self.unet.config.in_channels, self.num_frames, self.height // s, self.width // s)
-
-
-def _dir_digest(path: Path) -> str:
-    """Cheap identity of a model folder: file names and sizes, plus the JSON configs' text."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = f.relative_to(path).as_posix()
-        h.update(f"{rel}:{f.stat().st_size}\n".encode())
-        if f.suffix == ".json":
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _from_hf_cache(repo_id: str) -> Path | None:
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:  # not cached, or not a valid repo id: the caller explains
-        return None
-
-
-def _resolve_animatediff(model_id: str) -> dict[str, Path]:
-    """Folders for base / adapter / vae, or WeightsMissing with the fix command. Never calls
-    diffusers, so a missing file is reported here rather than deep inside from_pretrained."""
-    if model_id == "animatediff":
-        return {"base": weights.require(BASE_WEIGHTS), "adapter": weights.require(ADAPTER_WEIGHTS),
-                "vae": weights.require(VAE_WEIGHTS)}
-    base = Path(model_id).expanduser()
-    if not base.is_dir():
-        base = _from_hf_cache(model_id)
-        if base is None:
-            raise weights.WeightsMissing(
-                f"model {model_id!r} is not a registered model ('animatediff', 'toy'), not a local "
-                f"directory and not in the Hugging Face cache. Fix: pass a local diffusers SD1.5 "
-                f"folder, or download it on a connected machine (`huggingface-cli download {model_id}`)")
-    missing = [p for p in ("unet/config.json", "vae/config.json", "text_encoder/config.json", "tokenizer")
-               if not (base / p).exists()]
-    if missing:
-        raise weights.WeightsMissing(
-            f"model folder {base} lacks {', '.join(missing)}; expected a diffusers SD1.5 layout "
-            f"(unet/, vae/, text_encoder/, tokenizer/, optional motion_adapter/)")
-    adapter = base / "motion_adapter"
-    return {"base": base, "adapter": adapter if adapter.is_dir() else weights.require(ADAPTER_WEIGHTS),
-            "vae": base / "vae"}
-
-
-@register_backbone("animatediff")
-def load_animatediff(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES, **_) -> AnimateDiffBackbone:
-    """AnimateDiff: SD1.5 UNet + MotionAdapter -> UNetMotionModel, VAE, CLIP text encoder,
-    DDIM with AnimateDiff's schedule. fp16 on CUDA, fp32 elsewhere."""
-    device = torch.device(device)
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    paths = _resolve_animatediff(model_id)
-
-    from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    base = paths["base"]
-    unet2d = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=dtype)
-    adapter = MotionAdapter.from_pretrained(paths["adapter"], torch_dtype=dtype)
-    unet = UNetMotionModel.from_unet2d(unet2d, adapter).to(device, dtype).eval()
-    del unet2d, adapter
-    vae = AutoencoderKL.from_pretrained(paths["vae"], torch_dtype=dtype).to(device).eval()
-    text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder", torch_dtype=dtype).to(device).eval()
-    tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
-    for module in (unet, vae, text_encoder):
-        module.requires_grad_(False)  # guidance differentiates w.r.t. the latent only
-    scale = 2 ** (len(vae.config.block_out_channels) - 1)
-    size = unet.config.sample_size * scale
-    fingerprint = {"model": model_id, "dtype": str(dtype).removeprefix("torch."), "num_frames": num_frames,
-                   **{k: _dir_digest(p) for k, p in paths.items()}}
-    if model_id == "animatediff":
-        fingerprint["sources"] = [weights.get(n).source for n in (BASE_WEIGHTS, ADAPTER_WEIGHTS, VAE_WEIGHTS)]
-    return AnimateDiffBackbone(
-        model_id=model_id, unet=unet, scheduler=DDIMScheduler(**ANIMATEDIFF_SCHEDULER),
-        num_frames=num_frames, height=size, width=size, device=device, dtype=dtype,
-        fingerprint=fingerprint, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
-
-
-def save_tiny_animatediff(base_dir: str | Path, adapter_dir: str | Path | None = None,
-                          vae_dir: str | Path | None = None, size: int = 32, seed: int = 0) -> Path:
-    """Write a tiny random-weight AnimateDiff (diffusers layout) for tests and benchmarks:
-    UNet (16, 32) + MotionAdapter (2 heads), 2-level VAE (size px -> size/2 latents), 2-layer
-    CLIP text encoder with a byte-level tokenizer (no merges) built in code."""
-    from diffusers import AutoencoderKL, MotionAdapter, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    base = Path(base_dir)
-    torch.manual_seed(seed)
-    UNet2DConditionModel(
-        sample_size=size // 2, in_channels=4, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8).save_pretrained(base / "unet")
-    MotionAdapter(block_out_channels=(16, 32), motion_layers_per_block=1, motion_num_attention_heads=2,
-                  motion_norm_num_groups=8, motion_max_seq_length=32
-                  ).save_pretrained(adapter_dir or base / "motion_adapter")
-    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
-                  norm_num_groups=8, sample_size=size).save_pretrained(vae_dir or base / "vae")
-    chars = list(bytes_to_unicode().values())  # one token per byte (and per word-final byte)
-    vocab = {c: i for i, c in enumerate(chars + [c + "</w>" for c in chars])}
-    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
-    CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=16, bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-        pad_token_id=vocab["<|endoftext|>"])).save_pretrained(base / "text_encoder")
-    tokenizer.save_pretrained(base / "tokenizer")
-    return base
 
 
 # ---- recording temporal attention -------------------------------------------------------
@@ -640,108 +435,3 @@ def guided_sample(backbone: Backbone, prompt: str, seed: int, steps: int, cfg: f
     return latents
 
 
-# ---- method adapters --------------------------------------------------------------------
-
-class SamplerParams(Params):
-    model: str = Field("animatediff", description="'animatediff', 'toy', a local diffusers folder or a cached hub id")
-    steps: int | None = Field(None, ge=1, description="DDIM steps; None = the backbone's default")
-    cfg: float | None = Field(None, ge=0, description="ε_c + cfg·(ε_c − ε_u); None = the backbone's default")
-    negative_prompt: str | None = Field(None, description="unconditional prompt; None = the backbone's default")
-
-
-class MotionCloneParams(SamplerParams):
-    mask: Literal["primary", "plain"] = "primary"
-    k: int = Field(1, ge=1, description="top-k key frames kept per row (primary control)")
-    guidance_weight: float | None = Field(None, ge=0, description="λ; None = the default for the model and update")
-    update: Literal["released", "eps"] = Field("released", description="how the correction enters the DDIM step")
-    guided_fraction: float = Field(0.5, ge=0, le=1, description="first fraction of the DDIM steps guided")
-    ramp_steps: int | None = Field(None, ge=1, description="warm-up/cool-down length; None = min(10, guided/5)")
-    t_alpha: int = Field(400, ge=0, description="timestep of the reference's single UNet pass")
-    blocks: str = Field("up_blocks.1", description="comma-separated module prefixes whose temporal attention is guided")
-
-
-class _BackboneMethod(Method):
-    """Shared by both adapters: backbones are loaded once per (model id, device) and shared,
-    so a grid of unguided + motionclone cells holds one copy of the model."""
-    _backbones: dict[tuple[str, str], Backbone] = {}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cache = FeatureCache()
-        self.last_trace: list[dict] = []
-
-    def prepare(self, device: torch.device, weights=None) -> None:
-        self.device = torch.device(device)
-
-    def use_backbone(self, bb: Backbone) -> None:
-        """Serve ``bb`` for its model id (e.g. a toy checkpoint loaded from another path)."""
-        self._backbones[(bb.model_id, str(self.device))] = bb
-
-    def backbone(self, model: str) -> Backbone:
-        key = (model, str(self.device))
-        if key not in self._backbones:
-            self._backbones[key] = load_backbone(model, self.device)
-        return self._backbones[key]
-
-    def fingerprint(self, params: SamplerParams) -> dict:
-        """The weights' identity plus the resolved sampler defaults (they change the video)."""
-        bb = self.backbone(params.model)
-        steps, cfg, negative = self.sampler_settings(bb, params)
-        return {**bb.fingerprint, "steps": steps, "cfg": cfg, "negative_prompt": negative}
-
-    @staticmethod
-    def sampler_settings(bb: Backbone, params: SamplerParams) -> tuple[int, float, str]:
-        steps = params.steps if params.steps is not None else getattr(bb, "default_steps", RELEASED_STEPS)
-        cfg = params.cfg if params.cfg is not None else getattr(bb, "default_cfg", RELEASED_CFG)
-        negative = (params.negative_prompt if params.negative_prompt is not None
-                    else getattr(bb, "default_negative_prompt", ""))
-        return steps, cfg, negative
-
-    def sample(self, clip: Clip, params: SamplerParams, seed: int, guidance: Guidance | None) -> Video:
-        bb = self.backbone(params.model)
-        steps, cfg, negative = self.sampler_settings(bb, params)
-        prompt = clip.target_prompt or clip.prompt
-        self.last_trace = []
-        latents = guided_sample(bb, prompt, seed, steps, cfg, negative, guidance, trace=self.last_trace)
-        return Video(bb.decode_latents(latents).float().clamp(0, 1), clip.video.fps)
-
-
-@methods.register("unguided")
-class UnguidedMethod(_BackboneMethod):
-    """The backbone's own sampling with the MotionClone sampler minus the motion guidance."""
-    task = "baseline"
-    Params = SamplerParams
-    description = "AnimateDiff/toy text-to-video, same sampler, prompt and seed as motionclone, no motion guidance"
-
-    def generate(self, clip: Clip, params: SamplerParams, seed: int) -> Video:
-        return self.sample(clip, params, seed, None)
-
-
-@methods.register("motionclone")
-class MotionCloneMethod(_BackboneMethod):
-    Params = MotionCloneParams
-    description = "MotionClone: temporal-attention guidance (primary top-k or plain) from one reference pass"
-
-    def representation(self, bb: Backbone, clip: Clip, p: MotionCloneParams) -> Representation:
-        names = temporal_attention_names(bb.unet, p.blocks)
-        k = bb.num_frames if p.mask == "plain" else p.k
-        if k > bb.num_frames:
-            raise ValueError(f"k={k} exceeds the model's {bb.num_frames} frames")
-        settings = {"model": bb.model_id, "fingerprint": bb.fingerprint, "t_alpha": p.t_alpha,
-                    "blocks": names, "k": k, "size": [bb.num_frames, bb.height, bb.width],
-                    "seed": EXTRACTION_SEED, "dtype": str(bb.dtype)}
-        tensors = self.cache.get_or_compute(
-            clip.content_hash, "motionclone-temporal-attention", settings,
-            lambda: representation_to_tensors(extract_motion_representation(
-                bb, clip.frames, p.t_alpha, p.blocks, p.mask, p.k)))
-        return representation_from_tensors(tensors)
-
-    def generate(self, clip: Clip, params: MotionCloneParams, seed: int) -> Video:
-        bb = self.backbone(params.model)
-        steps, _, _ = self.sampler_settings(bb, params)
-        weight = params.guidance_weight
-        if weight is None:
-            weight = CALIBRATED_WEIGHTS.get((bb.model_id, params.update), DEFAULT_WEIGHTS[params.update])
-        guidance = Guidance(self.representation(bb, clip, params), weight,
-                            guidance_schedule(steps, params.guided_fraction, params.ramp_steps), params.update)
-        return self.sample(clip, params, seed, guidance)

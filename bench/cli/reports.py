@@ -1,0 +1,105 @@
+"""``motiongrid report``, ``compare`` and ``export``: read a run directory (results.sqlite and
+run.json), never the methods or metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from motiongrid.bench.cli.common import ExitCode, error
+from motiongrid.reports.compare import DEFAULT_TOLERANCE, compare_runs, parse_tolerances, render_markdown
+from motiongrid.reports.data import RunDirError, load_run
+from motiongrid.reports.export import FORMATS, export
+from motiongrid.reports.report import BASELINE_METHOD, DEFAULT_PREVIEWS, write_report
+
+
+def _register_report(subparsers) -> None:
+    p = subparsers.add_parser(
+        "report", help="write report.md and a self-contained report.html for a run",
+        description="Summarise a run directory: per-label means with 95%% bootstrap CIs, paired "
+                    "differences against a baseline label, parameter "
+                    "sweeps, the motion-fidelity/text-alignment trade-off, a per-clip heatmap, animated "
+                    "previews, failures and provenance. Reads only results.sqlite and run.json.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holds results.sqlite and run.json)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/report)")
+    p.add_argument("--metric", metavar="NAME",
+                   help="headline metric for the heatmap and scatter (default: symmetric motion fidelity "
+                        "if present, else motion fidelity, else psnr, else the first metric)")
+    p.add_argument("--previews", type=int, default=DEFAULT_PREVIEWS, metavar="N",
+                   help=f"animated previews for the first N clips (default {DEFAULT_PREVIEWS}; 0: none)")
+    p.add_argument("--baseline", metavar="LABEL",
+                   help=f"label to subtract in the paired-difference table (label − LABEL per clip and seed, "
+                        f"with a bootstrap CI; default: the first label whose method is {BASELINE_METHOD!r}, "
+                        f"if any, else no table)")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    try:
+        md, html = write_report(args.run_dir, args.out, headline=args.metric, previews=args.previews,
+                                baseline=args.baseline)
+    except (RunDirError, ValueError) as exc:
+        return error("report", exc)
+    print(f"wrote {md}\nwrote {html}")
+    return ExitCode.OK
+
+
+def _register_compare(subparsers) -> None:
+    p = subparsers.add_parser(
+        "compare", help="compare two runs; exit 1 on a regression (for CI)",
+        description="Direction-aware per-label deltas of every metric between two runs, cells matched "
+                    "by label+clip+seed. Exit code 1 when a metric regresses beyond its tolerance, a cell "
+                    "that passed in BASE fails in NEW, or (without --allow-missing) a BASE cell or value "
+                    f"is missing from NEW; 2 on bad input. Default tolerance: {DEFAULT_TOLERANCE} of |base "
+                    "mean| per metric. Timings and memory are shown but gate only when --tolerance names them.")
+    p.add_argument("base", metavar="BASE_RUN", help="baseline run directory")
+    p.add_argument("new", metavar="NEW_RUN", help="run directory to check against the baseline")
+    p.add_argument("--tolerance", action="extend", nargs="+", default=[], metavar="METRIC=VALUE",
+                   help="allowed worsening: absolute (psnr=0.5) or percent of |base mean| (fid=5%%); "
+                        "'default=VALUE' changes the default; a dict metric's name covers its keys "
+                        "(motion_fidelity=0.02); naming time.<stage>, time.total or peak_memory_mb makes "
+                        "them gate")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="do not fail when NEW lacks cells or metric values BASE had (NEW ran a subset)")
+    p.add_argument("--markdown", metavar="OUT",
+                   help="also append the Markdown to OUT, created if missing (e.g. \"$GITHUB_STEP_SUMMARY\")")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _cmd_compare(args) -> int:
+    try:
+        tolerances = parse_tolerances(args.tolerance)
+        base, new = load_run(args.base), load_run(args.new)
+        comp = compare_runs(base, new, tolerances, allow_missing=args.allow_missing)
+    except (RunDirError, ValueError) as exc:
+        return error("compare", exc)
+    text = render_markdown(comp)
+    print(text)
+    if args.markdown:
+        with Path(args.markdown).open("a", encoding="utf-8") as f:
+            f.write(text + "\n")
+    return ExitCode.FAILED if comp.failing else ExitCode.OK
+
+
+def _register_export(subparsers) -> None:
+    p = subparsers.add_parser(
+        "export", help="write a run's cells as CSV or Parquet",
+        description="One row per cell: key, method, label, params (JSON and param.<name> columns), clip, "
+                    "seed, status, reason, every metric, time.<stage>, peak memory, artifact path.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holds results.sqlite)")
+    p.add_argument("--format", required=True, choices=FORMATS, help="output format")
+    p.add_argument("--out", metavar="FILE", help="output file (default: RUN_DIR/results.<format>)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    try:
+        dest = export(args.run_dir, args.format, args.out)
+    except (RunDirError, ValueError) as exc:
+        return error("export", exc)
+    print(f"wrote {dest}")
+    return ExitCode.OK
+
+
+def register(subparsers) -> None:
+    _register_report(subparsers)
+    _register_compare(subparsers)
+    _register_export(subparsers)

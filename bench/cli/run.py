@@ -1,0 +1,110 @@
+"""``motiongrid run``, ``clips``, ``methods`` and ``metrics``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from motiongrid.bench.cli.common import ExitCode, error, parse_value
+
+
+def _cmd_run(args) -> int:
+    from motiongrid.bench.config import ConfigError, load_config
+    from motiongrid.bench.runner import Runner
+    from motiongrid.bench.video import VideoError
+
+    try:
+        config, source = load_config(args.config)
+        out = Path(args.out or config.out or Path("runs") / config.name)
+        runner = Runner(config, source, out, limit=args.limit, device=args.device, progress=not args.quiet)
+    except (ConfigError, VideoError) as exc:
+        return error("run", exc)
+    print(f"motiongrid run: {runner.total_cells} cells ({len(runner.variants)} method variants × "
+          f"{len(runner.clips)} clips × {len(config.seeds)} seeds) -> {out}")
+    runner.prepare()
+    for name, reason in runner.unavailable.items():
+        print(f"  metric {name}: {reason}")
+    summary = runner.run()
+    print(f"done: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already finished "
+          f"(results in {out / 'results.sqlite'})")
+    if summary.failed:
+        print(f"{summary.failed} cells failed; their reasons are stored (motiongrid report {out})", file=sys.stderr)
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def _cmd_clips_list(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from motiongrid.bench.registry import datasets
+
+    table = Table("clip set", "description")
+    for name, cls in datasets.items():
+        table.add_row(name, cls.description)
+    Console().print(table)
+    return ExitCode.OK
+
+
+def _cmd_clips_make(args) -> int:
+    from motiongrid.bench.registry import UnknownName, datasets
+    from motiongrid.datasets.folder import export_clips
+
+    try:
+        options = dict(kv.split("=", 1) for kv in args.option)
+    except ValueError:
+        return error("clips make", "--option takes KEY=VALUE")
+    options = {k: parse_value(v) for k, v in options.items()}
+    try:
+        clips = datasets.get(args.name)(**options).load()
+    except (UnknownName, ValueError) as exc:
+        return error("clips make", exc)
+    manifest = export_clips(clips, Path(args.out))
+    print(f"wrote {len(clips)} clips and {manifest}")
+    return ExitCode.OK
+
+
+def _cmd_list(kind: str):
+    def handler(args) -> int:
+        from rich.console import Console
+        from rich.table import Table
+
+        from motiongrid.bench import registry
+
+        table = Table(kind, "details", "description")
+        for name, cls in getattr(registry, f"{kind}s").items():
+            if kind == "metric":
+                details = ("higher" if cls.higher_is_better else "lower") + " is better; needs " + \
+                    ", ".join(sorted(cls.needs))
+            else:
+                fields = cls.Params.model_fields
+                details = f"task {cls.task}; " + (", ".join(f"{n}={f.default!r}" for n, f in fields.items()) or "no params")
+            table.add_row(name, details, cls.description)
+        Console().print(table)
+        return ExitCode.OK
+    return handler
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a grid (the embedded default when no CONFIG is given)",
+                       description="Run every (method variant, clip, seed) cell of a grid config; "
+                                   "finished cells in --out are skipped, so re-running resumes.")
+    p.add_argument("config", nargs="?", help="TOML grid config (default: the embedded default grid)")
+    p.add_argument("--out", help="run directory (default: config's `out`, else runs/<name>)")
+    p.add_argument("--limit", type=int, help="keep only the first N clips")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the config's device")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+    c = sub.add_parser("clips", help="list clip sets or write one to disk")
+    csub = c.add_subparsers(dest="clips_command", required=True, metavar="{list,make}")
+    csub.add_parser("list", help="registered clip sets").set_defaults(func=_cmd_clips_list)
+    mk = csub.add_parser("make", help="write a clip set as mp4 files + manifest.yaml (+ tracks .npz)")
+    mk.add_argument("name", help="clip set name, e.g. shapes")
+    mk.add_argument("--out", required=True, help="output folder")
+    mk.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                    help="clip set option, e.g. -o count=4 -o size=32 (TOML values)")
+    mk.set_defaults(func=_cmd_clips_make)
+
+    sub.add_parser("methods", help="registered method adapters and their parameters").set_defaults(
+        func=_cmd_list("method"))
+    sub.add_parser("metrics", help="registered metrics").set_defaults(func=_cmd_list("metric"))

@@ -1,0 +1,184 @@
+"""The AnimateDiff backbone: SD1.5 (Realistic Vision v6) + AnimateDiff v3 motion adapter + the
+sd-vae-ft-mse VAE, as MotionClone's released code combines them, loaded offline through the
+weights manager (model id ``animatediff``) or from a local diffusers SD1.5 folder or cached hub
+id (``animatediff:<folder or hub id>``). See docs/methods.md (MotionClone, "Models")."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from motiongrid.bench import weights
+from motiongrid.bench.video import from_minus_one_one, to_minus_one_one
+from motiongrid.methods.backbone import Backbone, register_backbone
+
+ANIMATEDIFF_FRAMES = 16
+# Sampler defaults: MotionClone's released t2v settings (100 DDIM steps, ε_c + 7.5·(ε_c − ε_u)).
+RELEASED_STEPS = 100
+RELEASED_CFG = 7.5
+RELEASED_NEGATIVE_PROMPT = ("bad anatomy, extra limbs, ugly, deformed, noisy, blurry, distorted, out of "
+                            "focus,  poorly drawn face, poorly drawn hands, missing fingers")
+# AnimateDiff's inference scheduler (the motion module was trained with this "linear" schedule).
+ANIMATEDIFF_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                             beta_schedule="linear", steps_offset=1, clip_sample=False)
+
+ADAPTER_WEIGHTS = "animatediff-motion-adapter-v3"
+BASE_WEIGHTS = "realistic-vision-v6"
+VAE_WEIGHTS = "sd-vae-ft-mse"
+
+weights.register(weights.WeightFile(
+    name=ADAPTER_WEIGHTS,
+    description="AnimateDiff v3 motion module (v3_sd15_mm) in diffusers MotionAdapter format",
+    repo_id="guoyww/animatediff-motion-adapter-v1-5-3", kind="hf_repo",
+    allow_patterns=("config.json", "diffusion_pytorch_model.safetensors"),
+    required=("config.json", "diffusion_pytorch_model.safetensors"),
+    target=lambda: weights.weights_home() / "animatediff-motion-adapter-v1-5-3",
+    used_by=("methods.motionclone",),
+))
+weights.register(weights.WeightFile(
+    # MotionClone's realisticVisionV60B1_v51VAE, as the author's diffusers-format repo; its VAE
+    # is not included ("noVAE"), the baked-in v51VAE is sd-vae-ft-mse (next entry).
+    name=BASE_WEIGHTS,
+    description="Realistic Vision v6.0 B1 (SD1.5 community checkpoint) in diffusers format",
+    repo_id="SG161222/Realistic_Vision_V6.0_B1_noVAE", kind="hf_repo",
+    allow_patterns=("model_index.json", "unet/*", "text_encoder/*", "tokenizer/*", "scheduler/*"),
+    required=("unet/config.json", "text_encoder/config.json", "tokenizer"),
+    target=lambda: weights.weights_home() / "Realistic_Vision_V6.0_B1_noVAE",
+    used_by=("methods.motionclone",),
+))
+weights.register(weights.WeightFile(
+    name=VAE_WEIGHTS,
+    description="SD VAE ft-MSE (the VAE baked into realisticVisionV60B1_v51VAE)",
+    repo_id="stabilityai/sd-vae-ft-mse", kind="hf_repo",
+    allow_patterns=("config.json", "diffusion_pytorch_model.safetensors"),
+    required=("config.json", "diffusion_pytorch_model.safetensors"),
+    target=lambda: weights.weights_home() / "sd-vae-ft-mse",
+    used_by=("methods.motionclone",),
+))
+
+
+# ---- AnimateDiff backbone ---------------------------------------------------------------
+
+
+@dataclass
+class AnimateDiffBackbone(Backbone):
+    vae: torch.nn.Module = None
+    text_encoder: torch.nn.Module = None
+    tokenizer: object = None
+    default_steps: int = RELEASED_STEPS
+    default_cfg: float = RELEASED_CFG
+    default_negative_prompt: str = RELEASED_NEGATIVE_PROMPT
+
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
+        length = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
+        ids = self.tokenizer(list(prompts), padding="max_length", max_length=length, truncation=True,
+                             return_tensors="pt").input_ids.to(self.device)
+        return self.text_encoder(ids)[0]
+
+    @torch.no_grad()
+    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
+        pixels = to_minus_one_one(frames).to(self.device, self.dtype)
+        # distribution mean, not a sample: the representation must not depend on VAE noise
+        latents = torch.cat([self.vae.encode(chunk).latent_dist.mode() for chunk in pixels.split(8)])
+        latents = latents.float() * self.vae.config.scaling_factor
+        return latents.permute(1, 0, 2, 3).unsqueeze(0)
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        z = (latents[0].permute(1, 0, 2, 3) / self.vae.config.scaling_factor).to(self.dtype)
+        pixels = torch.cat([self.vae.decode(chunk).sample for chunk in z.split(8)])
+        return from_minus_one_one(pixels.float()).cpu()
+
+    def latent_shape(self) -> tuple[int, int, int, int]:
+        s = self.vae_scale
+        return (self.unet.config.in_channels, self.num_frames, self.height // s, self.width // s)
+
+
+def _dir_digest(path: Path) -> str:
+    """Cheap identity of a model folder: file names and sizes, plus the JSON configs' text."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        h.update(f"{rel}:{f.stat().st_size}\n".encode())
+        if f.suffix == ".json":
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _from_hf_cache(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not cached, or not a valid repo id: the caller explains
+        return None
+
+
+def _resolve_animatediff(model_id: str) -> dict[str, Path]:
+    """Folders for base / adapter / vae, or WeightsMissing with the fix command. Never calls
+    diffusers, so a missing file is reported here rather than deep inside from_pretrained.
+    ``animatediff`` is the registered combination; ``animatediff:<folder or hub id>`` a local
+    diffusers SD1.5 folder (or a hub id already in the Hugging Face cache)."""
+    if model_id == "animatediff":
+        return {"base": weights.require(BASE_WEIGHTS), "adapter": weights.require(ADAPTER_WEIGHTS),
+                "vae": weights.require(VAE_WEIGHTS)}
+    where = model_id.split(":", 1)[1]
+    base = Path(where).expanduser()
+    if not base.is_dir():
+        base = _from_hf_cache(where)
+        if base is None:
+            raise weights.WeightsMissing(
+                f"model {model_id!r}: {where!r} is not a local directory and not in the Hugging Face "
+                f"cache. Fix: pass a local diffusers SD1.5 folder, or download it on a connected "
+                f"machine (`huggingface-cli download {where}`)")
+    missing = [p for p in ("unet/config.json", "vae/config.json", "text_encoder/config.json", "tokenizer")
+               if not (base / p).exists()]
+    if missing:
+        raise weights.WeightsMissing(
+            f"model folder {base} lacks {', '.join(missing)}; expected a diffusers SD1.5 layout "
+            f"(unet/, vae/, text_encoder/, tokenizer/, optional motion_adapter/)")
+    adapter = base / "motion_adapter"
+    return {"base": base, "adapter": adapter if adapter.is_dir() else weights.require(ADAPTER_WEIGHTS),
+            "vae": base / "vae"}
+
+
+@register_backbone("animatediff")
+def load_animatediff(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES, **_) -> AnimateDiffBackbone:
+    """AnimateDiff: SD1.5 UNet + MotionAdapter -> UNetMotionModel, VAE, CLIP text encoder,
+    DDIM with AnimateDiff's schedule. fp16 on CUDA, fp32 elsewhere."""
+    device = torch.device(device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    paths = _resolve_animatediff(model_id)
+
+    from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    base = paths["base"]
+    unet2d = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=dtype)
+    adapter = MotionAdapter.from_pretrained(paths["adapter"], torch_dtype=dtype)
+    unet = UNetMotionModel.from_unet2d(unet2d, adapter).to(device, dtype).eval()
+    del unet2d, adapter
+    vae = AutoencoderKL.from_pretrained(paths["vae"], torch_dtype=dtype).to(device).eval()
+    text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder", torch_dtype=dtype).to(device).eval()
+    tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer")
+    for module in (unet, vae, text_encoder):
+        module.requires_grad_(False)  # guidance differentiates w.r.t. the latent only
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    size = unet.config.sample_size * scale
+    fingerprint = {"model": model_id, "dtype": str(dtype).removeprefix("torch."), "num_frames": num_frames,
+                   **{k: _dir_digest(p) for k, p in paths.items()}}
+    if model_id == "animatediff":
+        fingerprint["sources"] = [weights.get(n).source for n in (BASE_WEIGHTS, ADAPTER_WEIGHTS, VAE_WEIGHTS)]
+    return AnimateDiffBackbone(
+        model_id=model_id, unet=unet, scheduler=DDIMScheduler(**ANIMATEDIFF_SCHEDULER),
+        num_frames=num_frames, height=size, width=size, device=device, dtype=dtype,
+        fingerprint=fingerprint, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
+
+

@@ -1,0 +1,140 @@
+"""The ``motionclone`` and ``unguided`` method adapters: parameters, backbone loading and
+caching of the reference's motion representation; the algorithm is in ``guidance``."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field, field_validator
+
+from motiongrid.bench.api import Method, Params
+from motiongrid.bench.cache import FeatureCache
+from motiongrid.bench.clip import Clip
+from motiongrid.bench.registry import methods
+from motiongrid.bench.video import Video
+from motiongrid.methods.backbone import Backbone, check_model_id, load_backbone
+from motiongrid.methods.motionclone.guidance import (
+    CALIBRATED_WEIGHTS,
+    DEFAULT_WEIGHTS,
+    EXTRACTION_SEED,
+    RELEASED_CFG,
+    RELEASED_STEPS,
+    Guidance,
+    Representation,
+    extract_motion_representation,
+    guidance_schedule,
+    guided_sample,
+    representation_from_tensors,
+    representation_to_tensors,
+    temporal_attention_names,
+)
+
+
+class SamplerParams(Params):
+    model: str = Field("animatediff", description="backbone id: 'animatediff', 'toy' or 'animatediff:<folder>'")
+    steps: int | None = Field(None, ge=1, description="DDIM steps; None = the backbone's default")
+    cfg: float | None = Field(None, ge=0, description="ε_c + cfg·(ε_c − ε_u); None = the backbone's default")
+    negative_prompt: str | None = Field(None, description="unconditional prompt; None = the backbone's default")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        return check_model_id(value)
+
+
+class MotionCloneParams(SamplerParams):
+    mask: Literal["primary", "plain"] = "primary"
+    k: int = Field(1, ge=1, description="top-k key frames kept per row (primary control)")
+    guidance_weight: float | None = Field(None, ge=0, description="λ; None = the default for the model and update")
+    update: Literal["released", "eps"] = Field("released", description="how the correction enters the DDIM step")
+    guided_fraction: float = Field(0.5, ge=0, le=1, description="first fraction of the DDIM steps guided")
+    ramp_steps: int | None = Field(None, ge=1, description="warm-up/cool-down length; None = min(10, guided/5)")
+    t_alpha: int = Field(400, ge=0, description="timestep of the reference's single UNet pass")
+    blocks: str = Field("up_blocks.1", description="comma-separated module prefixes whose temporal attention is guided")
+
+
+class _BackboneMethod(Method):
+    """Shared by both adapters: backbones are loaded once per (model id, device) and shared,
+    so a grid of unguided + motionclone cells holds one copy of the model."""
+    _backbones: dict[tuple[str, str], Backbone] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cache = FeatureCache()
+        self.last_trace: list[dict] = []
+
+    def prepare(self, device: torch.device, weights=None) -> None:
+        self.device = torch.device(device)
+
+    def use_backbone(self, bb: Backbone) -> None:
+        """Serve ``bb`` for its model id (e.g. a toy checkpoint loaded from another path)."""
+        self._backbones[(bb.model_id, str(self.device))] = bb
+
+    def backbone(self, model: str) -> Backbone:
+        key = (model, str(self.device))
+        if key not in self._backbones:
+            self._backbones[key] = load_backbone(model, self.device)
+        return self._backbones[key]
+
+    def fingerprint(self, params: SamplerParams) -> dict:
+        """The weights' identity plus the resolved sampler defaults (they change the video)."""
+        bb = self.backbone(params.model)
+        steps, cfg, negative = self.sampler_settings(bb, params)
+        return {**bb.fingerprint, "steps": steps, "cfg": cfg, "negative_prompt": negative}
+
+    @staticmethod
+    def sampler_settings(bb: Backbone, params: SamplerParams) -> tuple[int, float, str]:
+        steps = params.steps if params.steps is not None else getattr(bb, "default_steps", RELEASED_STEPS)
+        cfg = params.cfg if params.cfg is not None else getattr(bb, "default_cfg", RELEASED_CFG)
+        negative = (params.negative_prompt if params.negative_prompt is not None
+                    else getattr(bb, "default_negative_prompt", ""))
+        return steps, cfg, negative
+
+    def sample(self, clip: Clip, params: SamplerParams, seed: int, guidance: Guidance | None) -> Video:
+        bb = self.backbone(params.model)
+        steps, cfg, negative = self.sampler_settings(bb, params)
+        prompt = clip.target_prompt or clip.prompt
+        self.last_trace = []
+        latents = guided_sample(bb, prompt, seed, steps, cfg, negative, guidance, trace=self.last_trace)
+        return Video(bb.decode_latents(latents).float().clamp(0, 1), clip.video.fps)
+
+
+@methods.register("unguided")
+class UnguidedMethod(_BackboneMethod):
+    """The backbone's own sampling with the MotionClone sampler minus the motion guidance."""
+    task = "baseline"
+    Params = SamplerParams
+    description = "AnimateDiff/toy text-to-video, same sampler, prompt and seed as motionclone, no motion guidance"
+
+    def generate(self, clip: Clip, params: SamplerParams, seed: int) -> Video:
+        return self.sample(clip, params, seed, None)
+
+
+@methods.register("motionclone")
+class MotionCloneMethod(_BackboneMethod):
+    Params = MotionCloneParams
+    description = "MotionClone: temporal-attention guidance (primary top-k or plain) from one reference pass"
+
+    def representation(self, bb: Backbone, clip: Clip, p: MotionCloneParams) -> Representation:
+        names = temporal_attention_names(bb.unet, p.blocks)
+        k = bb.num_frames if p.mask == "plain" else p.k
+        if k > bb.num_frames:
+            raise ValueError(f"k={k} exceeds the model's {bb.num_frames} frames")
+        settings = {"model": bb.model_id, "fingerprint": bb.fingerprint, "t_alpha": p.t_alpha,
+                    "blocks": names, "k": k, "size": [bb.num_frames, bb.height, bb.width],
+                    "seed": EXTRACTION_SEED, "dtype": str(bb.dtype)}
+        tensors = self.cache.get_or_compute(
+            clip.content_hash, "motionclone-temporal-attention", settings,
+            lambda: representation_to_tensors(extract_motion_representation(
+                bb, clip.frames, p.t_alpha, p.blocks, p.mask, p.k)))
+        return representation_from_tensors(tensors)
+
+    def generate(self, clip: Clip, params: MotionCloneParams, seed: int) -> Video:
+        bb = self.backbone(params.model)
+        steps, _, _ = self.sampler_settings(bb, params)
+        weight = params.guidance_weight
+        if weight is None:
+            weight = CALIBRATED_WEIGHTS.get((bb.model_id, params.update), DEFAULT_WEIGHTS[params.update])
+        guidance = Guidance(self.representation(bb, clip, params), weight,
+                            guidance_schedule(steps, params.guided_fraction, params.ramp_steps), params.update)
+        return self.sample(clip, params, seed, guidance)
