@@ -48,14 +48,14 @@ def time_steps(bb, repeats: int, steps: int = 25, cfg: float = 7.5, blocks: str 
                weight: float = 1e3) -> dict:
     reference = mc.extract_motion_representation(bb, _reference_frames(bb), blocks=blocks, k=1)
     bb.scheduler.set_timesteps(steps, device=bb.device)
-    t = bb.scheduler.timesteps[0]
+    t, prev = int(bb.scheduler.timesteps[0]), int(bb.scheduler.timesteps[1])
     x = mc.initial_noise(bb, seed=0)
     cond, uncond = bb.encode_prompt(["a red circle"]), bb.encode_prompt([""])
 
     def run(guided: bool) -> float:
         _sync(bb.device)
         start = time.perf_counter()
-        mc.denoise_step(bb, x, t, cond, uncond, cfg, reference if guided else None, weight)
+        mc.denoise_step(bb, x, t, prev, cond, uncond, cfg, reference if guided else None, weight)
         _sync(bb.device)
         return time.perf_counter() - start
 

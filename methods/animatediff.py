@@ -67,6 +67,7 @@ class AnimateDiffBackbone(Backbone):
     vae: torch.nn.Module = None
     text_encoder: torch.nn.Module = None
     tokenizer: object = None
+    default_preset: str = "camera"           # the released camera config: 100 steps, 50 guided at t ≥ 700
     default_steps: int = RELEASED_STEPS
     default_cfg: float = RELEASED_CFG
     default_negative_prompt: str = RELEASED_NEGATIVE_PROMPT

@@ -1,5 +1,5 @@
 """``motion_fidelity``: how well the generated video's point motion matches the reference's
-(DMT's motion-fidelity score, ../shared/docs/methods.md), from point tracks.
+(DMT's motion-fidelity score, docs/metrics.md), from point tracks.
 
 Score. For each track, frame-to-frame displacements d_t = x_{t+1} - x_t. A displacement is
 *static* when |d_t| < ``static_px`` (default 0.5 px at the tracked resolution); otherwise it is

@@ -8,6 +8,7 @@ import copy
 
 import pytest
 import torch
+from diffusers import DDIMScheduler
 from tiny_models import save_tiny_animatediff
 
 from motiongrid.bench import weights
@@ -154,9 +155,8 @@ def test_guided_step_ends_at_lower_energy_than_unguided_step(backbone, reference
     t0, t1 = bb.scheduler.timesteps[:2]
     x = mc.initial_noise(bb, seed=5)
     cond, uncond = bb.encode_prompt(["a red square"]), bb.encode_prompt([""])
-    x_u, none = mc.denoise_step(bb, x, t0, cond, uncond, 7.5)
-    bb.scheduler.set_timesteps(10)
-    x_g, energy = mc.denoise_step(bb, x, t0, cond, uncond, 7.5, reference, weight, update)
+    x_u, none = mc.denoise_step(bb, x, t0, int(t1), cond, uncond, 7.5)
+    x_g, energy = mc.denoise_step(bb, x, t0, int(t1), cond, uncond, 7.5, reference, weight, update)
     assert none is None and energy > 0
     e_u, e_g = _energy_at(bb, x_u, t1, reference), _energy_at(bb, x_g, t1, reference)
     assert e_g < e_u * 0.98, (e_g, e_u)  # a flipped sign raises it instead
@@ -243,3 +243,98 @@ def test_missing_weights_give_the_fix_command(env, tmp_path, monkeypatch):
         load_backbone(f"animatediff:{local}", torch.device("cpu"))
     with pytest.raises(weights.WeightsMissing, match="not a local directory"):
         load_backbone(f"animatediff:{tmp_path / 'nowhere'}", torch.device("cpu"))
+
+
+# ---- pinned to the released code (issue 10): each fails when its behaviour is broken -------
+
+def test_released_timestep_lists_match_the_released_configs():
+    camera = mc.released_timesteps(100, 50, 700)
+    assert camera[:5] == [999, 993, 987, 981, 975] and camera[45:52] == [724, 718, 712, 706, 700, 699, 685]
+    assert camera[-3:] == [29, 14, 0] and len(set(camera)) == 100
+    obj = mc.released_timesteps(300, 180, 600)
+    assert obj[:4] == [999, 997, 995, 992] and obj[178:182] == [602, 600, 599, 594] and obj[-2:] == [5, 0]
+    sched = mc.released_schedule(DDIMScheduler(**ad.ANIMATEDIFF_SCHEDULER), 100, 50, 700)
+    assert sched.prev[:2] == [993, 987] and sched.prev[49] == 699 and sched.prev[-1] == -1
+    guided_t = [t for t, s in zip(sched.timesteps, sched.scales) if s > 0]
+    assert guided_t == camera[:50] and min(guided_t) == 700      # the guided steps' timesteps, not indices
+
+
+def test_animatediff_defaults_to_the_released_camera_schedule(env, clip):
+    method = adapters.MotionCloneMethod()
+    method.prepare(torch.device("cpu"))
+    bb = method.backbone(env["local"])
+    default = method.schedule(bb, adapters.MotionCloneParams(model=env["local"]))
+    assert default.kind == "released" and default.timesteps == mc.released_timesteps(100, 50, 700)
+    obj = method.schedule(bb, adapters.MotionCloneParams(model=env["local"], preset="object"))
+    assert len(obj.timesteps) == 300 and sum(s > 0 for s in obj.scales) == 180
+    assert min(t for t, s in zip(obj.timesteps, obj.scales) if s > 0) == 600
+    uniform = method.schedule(bb, adapters.MotionCloneParams(model=env["local"], schedule="uniform"))
+    assert uniform.timesteps[:2] == [991, 981] and sum(s > 0 for s in uniform.scales) == 50
+
+
+def test_ddim_step_equals_diffusers_on_uniform_spacing(backbone):
+    for kind in ("epsilon", "v_prediction"):
+        bb = _with_prediction(backbone, kind)
+        sched = bb.scheduler
+        sched.set_timesteps(10)
+        x, out = torch.randn(1, *bb.latent_shape()), torch.randn(1, *bb.latent_shape())
+        for t in sched.timesteps[:3]:
+            prev = int(t) - 100
+            torch.testing.assert_close(mc.ddim_step(sched, out, int(t), prev, x), sched.step(out, t, x).prev_sample)
+
+
+def test_released_update_closed_form_and_cfg_in_the_guided_branch(backbone, monkeypatch):
+    """One guided step, computed by hand: x̂0 and the direction from ε_cfg = c + s·(c − u), the
+    correction −√(1−ᾱ_prev)·λ·√(1−ᾱ_t)·∇g. A flipped sign, CFG in diffusers' form u + s·(c − u)
+    or the correction inside x̂0 all give another number."""
+    shape = (1, *backbone.latent_shape())
+    gen = torch.Generator().manual_seed(3)
+    x, c, u, grad = (torch.randn(shape, generator=gen) for _ in range(4))
+    monkeypatch.setattr(mc, "energy_and_grad", lambda *a, **k: (c, torch.tensor(2.0), grad))
+    monkeypatch.setattr(mc, "_unet", lambda *a, **k: u)
+    t, prev, cfg, lam = 700, 650, 3.0, 50.0
+    got, energy = mc.denoise_step(backbone, x, t, prev, None, None, cfg, {"m": None}, lam, "released")
+    acp = backbone.scheduler.alphas_cumprod.double()
+    a, ap = acp[t], acp[prev]
+    eps = (c + cfg * (c - u)).double()                                 # epsilon prediction (tiny AnimateDiff)
+    x0 = (x.double() - (1 - a).sqrt() * eps) / a.sqrt()
+    want = ap.sqrt() * x0 + (1 - ap).sqrt() * eps - (1 - ap).sqrt() * lam * (1 - a).sqrt() * grad.double()
+    assert energy == 2.0
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_energy_exact_value_on_hand_made_maps():
+    """g = Σ_maps mean over the selected entries of (A_gen − A_ref)²: two maps of different
+    sizes, so a sum over entries or a mean over maps gives another number."""
+    a1 = torch.tensor([[[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4]]]])        # (1 pos, 1 head, 3, 3)
+    ref1 = (torch.tensor([[[[0.5], [0.9], [0.4]]]]), torch.tensor([[[[0], [1], [2]]]], dtype=torch.uint8))
+    a2 = a1.repeat(2, 1, 1, 1)
+    ref2 = (torch.full((2, 1, 3, 1), 0.1), torch.tensor([[[[1], [0], [0]]]], dtype=torch.uint8).repeat(2, 1, 1, 1))
+    e1 = ((0.7 - 0.5) ** 2 + (0.8 - 0.9) ** 2 + (0.4 - 0.4) ** 2) / 3
+    e2 = ((0.2 - 0.1) ** 2 + (0.1 - 0.1) ** 2 + (0.3 - 0.1) ** 2) / 3
+    got = float(mc.motion_energy({"m1": a1, "m2": a2}, {"m1": ref1, "m2": ref2}))
+    assert got == pytest.approx(e1 + e2, rel=1e-6)
+
+
+def test_recorded_maps_are_row_stochastic_over_keys_and_topk_is_over_keys(backbone):
+    names = mc.temporal_attention_names(backbone.unet, "up_blocks.1")
+    maps = _maps_at(backbone, torch.randn(1, *backbone.latent_shape()), 500, names)
+    for m in maps.values():
+        torch.testing.assert_close(m.sum(-1), torch.ones(m.shape[:-1]))     # rows (queries) sum to 1
+        assert not torch.allclose(m.sum(-2), torch.ones(m.shape[:-2] + m.shape[-1:]), atol=1e-3)  # not columns
+    a = torch.tensor([[[[0.6, 0.3, 0.1], [0.5, 0.1, 0.4], [0.1, 0.2, 0.7]]]])
+    values, idx = mc.select_entries(a, "primary", 1)
+    assert idx.flatten().tolist() == [0, 0, 2] and values.flatten().tolist() == pytest.approx([0.6, 0.5, 0.7])
+
+
+def test_extraction_uses_t_alpha_the_empty_prompt_and_the_generation_noise(backbone, clip, monkeypatch):
+    calls = []
+    real_unet, real_noise = mc._unet, backbone.scheduler.add_noise
+    monkeypatch.setattr(mc, "_unet", lambda bb, x, t, ctx: (calls.append((t, ctx)), real_unet(bb, x, t, ctx))[1])
+    noises = []
+    monkeypatch.setattr(backbone.scheduler, "add_noise", lambda x0, n, t: (noises.append(n), real_noise(x0, n, t))[1])
+    mc.extract_motion_representation(backbone, clip.frames, t_alpha=400, blocks="up_blocks.1", seed=11)
+    (t, ctx), = calls
+    assert t.tolist() == [400]
+    torch.testing.assert_close(ctx, backbone.encode_prompt([""]))
+    torch.testing.assert_close(noises[0], mc.initial_noise(backbone, 11))    # x_T of seed 11, as released

@@ -198,13 +198,14 @@ def test_toy_backbone_drives_the_motionclone_sampler(reference_run):
     bb = toy.load_toy_backbone("toy", "cpu", path=out / "export")
     prompt = "a red circle on a dark background"
     mine = toy.sample_unguided(bb, [prompt], seed=3, steps=4, cfg=2.0)[0]
-    theirs = bb.decode_latents(mc.guided_sample(bb, prompt, 3, 4, 2.0))
+    theirs = bb.decode_latents(mc.guided_sample(bb, prompt, 3, mc.uniform_schedule(bb.scheduler, 4, 0), 2.0))
     assert torch.allclose(mine, theirs, atol=1e-5)
     ref = toy_sample.toy_reference_clips(1, clip_options=TINY_CLIPS)[0][0]
     rep = mc.extract_motion_representation(bb, ref, t_alpha=400, blocks="up_blocks.1")
-    guidance = mc.Guidance(reference=rep, weight=100.0, scales=[1.0, 1.0, 0.0, 0.0])
+    guidance = mc.Guidance(reference=rep, weight=100.0)
     trace = []
-    mc.guided_sample(bb, prompt, 3, 4, 2.0, guidance=guidance, trace=trace)
+    schedule = mc.uniform_schedule(bb.scheduler, 4, 2, ramp=1)
+    mc.guided_sample(bb, prompt, 3, schedule, 2.0, guidance=guidance, trace=trace)
     assert [s["energy"] is not None for s in trace] == [True, True, False, False]
 
 

@@ -16,17 +16,19 @@ from motiongrid.methods.backbone import Backbone, check_model_id, load_backbone
 from motiongrid.methods.motionclone.guidance import (
     CALIBRATED_WEIGHTS,
     DEFAULT_WEIGHTS,
-    EXTRACTION_SEED,
     RELEASED_CFG,
+    RELEASED_PRESETS,
     RELEASED_STEPS,
     Guidance,
     Representation,
+    Schedule,
     extract_motion_representation,
-    guidance_schedule,
     guided_sample,
+    released_schedule,
     representation_from_tensors,
     representation_to_tensors,
     temporal_attention_names,
+    uniform_schedule,
 )
 
 
@@ -35,6 +37,15 @@ class SamplerParams(Params):
     steps: int | None = Field(None, ge=1, description="DDIM steps; None = the backbone's default")
     cfg: float | None = Field(None, ge=0, description="ε_c + cfg·(ε_c − ε_u); None = the backbone's default")
     negative_prompt: str | None = Field(None, description="unconditional prompt; None = the backbone's default")
+    preset: Literal["camera", "object"] | None = Field(
+        None, description="a released t2v configuration (steps, guided steps, threshold); None = the backbone's "
+                          "default (AnimateDiff: camera)")
+    schedule: Literal["released", "uniform"] | None = Field(
+        None, description="timestep list: 'released' (guided steps packed above threshold) or 'uniform' "
+                          "(diffusers' spacing); None = released when a preset applies, else uniform")
+    guided_steps: int | None = Field(None, ge=1, description="guided steps; None = the preset's, else guided_fraction·steps")
+    threshold: int | None = Field(None, ge=1, le=999, description="released list: guided steps lie at t ≥ threshold; "
+                                                                  "None = the preset's, else 700")
 
     @field_validator("model")
     @classmethod
@@ -47,7 +58,8 @@ class MotionCloneParams(SamplerParams):
     k: int = Field(1, ge=1, description="top-k key frames kept per row (primary control)")
     guidance_weight: float | None = Field(None, ge=0, description="λ; None = the default for the model and update")
     update: Literal["released", "eps"] = Field("released", description="how the correction enters the DDIM step")
-    guided_fraction: float = Field(0.5, ge=0, le=1, description="first fraction of the DDIM steps guided")
+    guided_fraction: float = Field(0.5, ge=0, le=1, description="first fraction of the DDIM steps guided "
+                                                                 "(when no preset or guided_steps says)")
     ramp_steps: int | None = Field(None, ge=1, description="warm-up/cool-down length; None = min(10, guided/5)")
     t_alpha: int = Field(400, ge=0, description="timestep of the reference's single UNet pass")
     blocks: str = Field("up_blocks.1", description="comma-separated module prefixes whose temporal attention is guided")
@@ -80,11 +92,34 @@ class _BackboneMethod(Method):
         """The weights' identity plus the resolved sampler defaults (they change the video)."""
         bb = self.backbone(params.model)
         steps, cfg, negative = self.sampler_settings(bb, params)
-        return {**bb.fingerprint, "steps": steps, "cfg": cfg, "negative_prompt": negative}
+        return {**bb.fingerprint, "steps": steps, "cfg": cfg, "negative_prompt": negative,
+                "schedule": self.schedule(bb, params).describe()}
+
+    def schedule(self, bb: Backbone, params: SamplerParams) -> Schedule:
+        """The resolved timestep list and guidance scales (see the Params descriptions)."""
+        preset_name = params.preset or getattr(bb, "default_preset", None)
+        preset = RELEASED_PRESETS.get(preset_name or "", {})
+        steps, _, _ = self.sampler_settings(bb, params)
+        kind = params.schedule or ("released" if preset else "uniform")
+        if params.guided_steps is not None:
+            guided = params.guided_steps
+        elif preset and steps == preset["steps"]:
+            guided = preset["guided_steps"]
+        else:
+            guided = round(getattr(params, "guided_fraction", 0.5) * steps)
+        if guided > steps:
+            raise ValueError(f"guided_steps={guided} exceeds steps={steps}")
+        ramp = getattr(params, "ramp_steps", None)
+        if kind == "released":
+            threshold = params.threshold or preset.get("threshold", RELEASED_PRESETS["camera"]["threshold"])
+            return released_schedule(bb.scheduler, steps, guided, threshold, ramp)
+        return uniform_schedule(bb.scheduler, steps, guided, ramp)
 
     @staticmethod
     def sampler_settings(bb: Backbone, params: SamplerParams) -> tuple[int, float, str]:
-        steps = params.steps if params.steps is not None else getattr(bb, "default_steps", RELEASED_STEPS)
+        preset = RELEASED_PRESETS.get(params.preset or getattr(bb, "default_preset", None) or "", {})
+        steps = params.steps if params.steps is not None else preset.get(
+            "steps", getattr(bb, "default_steps", RELEASED_STEPS))
         cfg = params.cfg if params.cfg is not None else getattr(bb, "default_cfg", RELEASED_CFG)
         negative = (params.negative_prompt if params.negative_prompt is not None
                     else getattr(bb, "default_negative_prompt", ""))
@@ -92,10 +127,11 @@ class _BackboneMethod(Method):
 
     def sample(self, clip: Clip, params: SamplerParams, seed: int, guidance: Guidance | None) -> Video:
         bb = self.backbone(params.model)
-        steps, cfg, negative = self.sampler_settings(bb, params)
+        _, cfg, negative = self.sampler_settings(bb, params)
         prompt = clip.target_prompt or clip.prompt
         self.last_trace = []
-        latents = guided_sample(bb, prompt, seed, steps, cfg, negative, guidance, trace=self.last_trace)
+        latents = guided_sample(bb, prompt, seed, self.schedule(bb, params), cfg, negative, guidance,
+                                trace=self.last_trace)
         return Video(bb.decode_latents(latents).float().clamp(0, 1), clip.video.fps)
 
 
@@ -115,26 +151,26 @@ class MotionCloneMethod(_BackboneMethod):
     Params = MotionCloneParams
     description = "MotionClone: temporal-attention guidance (primary top-k or plain) from one reference pass"
 
-    def representation(self, bb: Backbone, clip: Clip, p: MotionCloneParams) -> Representation:
+    def representation(self, bb: Backbone, clip: Clip, p: MotionCloneParams, seed: int) -> Representation:
+        """The reference's maps, noised at t_alpha with this seed's initial noise (as released:
+        the extraction noise and x_T coincide), cached per (clip, settings, seed)."""
         names = temporal_attention_names(bb.unet, p.blocks)
         k = bb.num_frames if p.mask == "plain" else p.k
         if k > bb.num_frames:
             raise ValueError(f"k={k} exceeds the model's {bb.num_frames} frames")
         settings = {"model": bb.model_id, "fingerprint": bb.fingerprint, "t_alpha": p.t_alpha,
                     "blocks": names, "k": k, "size": [bb.num_frames, bb.height, bb.width],
-                    "seed": EXTRACTION_SEED, "dtype": str(bb.dtype)}
+                    "seed": seed, "noise": "generation's initial noise", "dtype": str(bb.dtype)}
         tensors = self.cache.get_or_compute(
             clip.content_hash, "motionclone-temporal-attention", settings,
             lambda: representation_to_tensors(extract_motion_representation(
-                bb, clip.frames, p.t_alpha, p.blocks, p.mask, p.k)))
+                bb, clip.frames, p.t_alpha, p.blocks, p.mask, p.k, seed=seed)))
         return representation_from_tensors(tensors)
 
     def generate(self, clip: Clip, params: MotionCloneParams, seed: int) -> Video:
         bb = self.backbone(params.model)
-        steps, _, _ = self.sampler_settings(bb, params)
         weight = params.guidance_weight
         if weight is None:
             weight = CALIBRATED_WEIGHTS.get((bb.model_id, params.update), DEFAULT_WEIGHTS[params.update])
-        guidance = Guidance(self.representation(bb, clip, params), weight,
-                            guidance_schedule(steps, params.guided_fraction, params.ramp_steps), params.update)
+        guidance = Guidance(self.representation(bb, clip, params, seed), weight, params.update)
         return self.sample(clip, params, seed, guidance)

@@ -61,6 +61,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from motiongrid.bench.video import resize_frames, sample_frame_indices
@@ -76,8 +77,12 @@ DEFAULT_WEIGHTS = {"released": 2000.0, "eps": 4e4}
 # toy: from the configs/toy-full.toml sweep {2000, 8000, 32000}: primary control's motion
 # fidelity rises with λ but SSIM falls past 8000 (artifacts); 8000 is the best trade-off.
 CALIBRATED_WEIGHTS: dict[tuple[str, str], float] = {("toy", "released"): 8000.0}
-EXTRACTION_SEED = 0           # noise for the t_alpha pass; fixed so the cache key needs no seed
 MAX_RAMP = 10                 # released warm-up / cool-down length
+# The released t2v configurations (configs/t2v_camera.yaml, t2v_object.yaml): DDIM steps, guided
+# steps, and the timestep above which the guided steps are packed (int((1 − s)·1000) for the
+# YAML's guidance_scale s = 0.3 / 0.4).
+RELEASED_PRESETS = {"camera": {"steps": 100, "guided_steps": 50, "threshold": 700},
+                    "object": {"steps": 300, "guided_steps": 180, "threshold": 600}}
 
 
 # ---- recording temporal attention -------------------------------------------------------
@@ -271,15 +276,19 @@ def reference_latents(backbone: Backbone, frames: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def extract_motion_representation(backbone: Backbone, frames: torch.Tensor, t_alpha: int = 400,
                                   blocks: str = "up_blocks.1", mask: str = "primary", k: int = 1,
-                                  seed: int = EXTRACTION_SEED) -> Representation:
+                                  noise: torch.Tensor | None = None, seed: int = 0) -> Representation:
     """MotionClone's representation of a reference clip: one UNet pass at t_alpha (empty
-    prompt), the temporal attention of ``blocks`` reduced by ``select_entries``."""
+    prompt), the temporal attention of ``blocks`` reduced by ``select_entries``. ``noise`` is
+    the generation's own initial noise, as the released code uses (default: ``initial_noise``
+    of ``seed``)."""
     train_steps = backbone.scheduler.config.num_train_timesteps
     if not 0 <= t_alpha < train_steps:
         raise ValueError(f"t_alpha={t_alpha} must lie in 0..{train_steps - 1}")
     names = temporal_attention_names(backbone.unet, blocks)
     x0 = reference_latents(backbone, frames)
-    noise = torch.randn(x0.shape, generator=torch.Generator("cpu").manual_seed(seed)).to(x0.device)
+    if noise is None:
+        noise = initial_noise(backbone, seed)
+    noise = noise.to(x0.device, x0.dtype).reshape(x0.shape)
     t = torch.tensor([t_alpha], dtype=torch.long)
     noisy = backbone.scheduler.add_noise(x0, noise, t.to(x0.device))
     empty = backbone.encode_prompt([""])
@@ -302,11 +311,10 @@ def representation_from_tensors(tensors: dict[str, torch.Tensor]) -> Representat
 
 # ---- guided sampling --------------------------------------------------------------------
 
-def guidance_schedule(steps: int, guided_fraction: float, ramp: int | None = None) -> list[float]:
+def ramp_scales(guided: int, steps: int, ramp: int | None = None) -> list[float]:
     """Per-step weight multipliers: the released warm-up (i+1)/R and cool-down (G−i)/R over the
-    first G = round(guided_fraction·steps) steps, 0 afterwards. Default R: the released 10,
-    at most a fifth of G (the released camera config ramps 10 of 50 guided steps)."""
-    guided = round(guided_fraction * steps)
+    first G = ``guided`` steps, 0 afterwards. Default R: the released 10, at most a fifth of G
+    (the released configs ramp 10 of 50 or 180 guided steps)."""
     if ramp is None:
         ramp = max(1, min(MAX_RAMP, guided // 5))
     scales = []
@@ -320,6 +328,81 @@ def guidance_schedule(steps: int, guided_fraction: float, ramp: int | None = Non
                 s *= (guided - i) / ramp
         scales.append(s)
     return scales
+
+
+def guidance_schedule(steps: int, guided_fraction: float, ramp: int | None = None) -> list[float]:
+    """``ramp_scales`` over the first round(guided_fraction·steps) steps."""
+    return ramp_scales(round(guided_fraction * steps), steps, ramp)
+
+
+def released_timesteps(steps: int, guided_steps: int, threshold: int, train_steps: int = 1000) -> list[int]:
+    """The released sampler's uneven list: ``guided_steps`` timesteps spread evenly (rounded,
+    endpoints included) over threshold … T−1, then the other steps over 0 … threshold−1, both
+    descending. Camera (100, 50, 700): 999, 993, …, 706, 700, 699, 685, …, 14, 0."""
+    if not 0 < guided_steps <= steps:
+        raise ValueError(f"guided_steps={guided_steps} must lie in 1..steps ({steps})")
+    if not 0 < threshold < train_steps:
+        raise ValueError(f"threshold={threshold} must lie in 1..{train_steps - 1}")
+    if guided_steps > train_steps - threshold or steps - guided_steps > threshold:
+        raise ValueError(f"{guided_steps} guided steps above t={threshold} and {steps - guided_steps} below "
+                         f"do not fit in distinct timesteps")
+    guided = np.linspace(threshold, train_steps - 1, guided_steps).round()[::-1]
+    rest = np.linspace(0, threshold - 1, steps - guided_steps).round()[::-1]
+    return [int(t) for t in np.concatenate([guided, rest])]
+
+
+@dataclass
+class Schedule:
+    """The sampler's steps: timestep i goes to prev[i] (−1: the final ᾱ), with weight scales[i]."""
+    timesteps: list[int]
+    prev: list[int]
+    scales: list[float]
+    kind: str
+
+    def describe(self) -> dict:
+        guided = [t for t, s in zip(self.timesteps, self.scales) if s > 0]
+        return {"kind": self.kind, "steps": len(self.timesteps), "guided_steps": len(guided),
+                "guided_t": [min(guided), max(guided)] if guided else None}
+
+
+def uniform_schedule(scheduler, steps: int, guided: int, ramp: int | None = None) -> Schedule:
+    """diffusers' own DDIM spacing (the scheduler's ``timestep_spacing``); each step targets
+    t − T/N, as ``DDIMScheduler.step`` does."""
+    scheduler.set_timesteps(steps)
+    ts = [int(t) for t in scheduler.timesteps]
+    jump = scheduler.config.num_train_timesteps // steps
+    return Schedule(ts, [t - jump for t in ts], ramp_scales(guided, steps, ramp), "uniform")
+
+
+def released_schedule(scheduler, steps: int, guided: int, threshold: int, ramp: int | None = None) -> Schedule:
+    """The released list (``released_timesteps``); each step targets the next entry, the last
+    goes to the final ᾱ."""
+    ts = released_timesteps(steps, guided, threshold, scheduler.config.num_train_timesteps)
+    return Schedule(ts, ts[1:] + [-1], ramp_scales(guided, steps, ramp), "released")
+
+
+def ddim_step(scheduler, out: torch.Tensor, t: int, prev: int, x: torch.Tensor) -> torch.Tensor:
+    """Deterministic DDIM (η = 0) from t to ``prev`` (−1: the final ᾱ): the arithmetic of
+    diffusers' ``DDIMScheduler.step`` with the target timestep given, so uneven lists work."""
+    cfg = scheduler.config
+    acp = scheduler.alphas_cumprod
+    a = acp[int(t)].to(x.device)
+    a_prev = (acp[prev] if prev >= 0 else scheduler.final_alpha_cumprod).to(x.device)
+    b = 1 - a
+    if cfg.prediction_type == "epsilon":
+        x0, eps = (x - b.sqrt() * out) / a.sqrt(), out
+    elif cfg.prediction_type == "sample":
+        x0 = out
+        eps = (x - a.sqrt() * x0) / b.sqrt()
+    elif cfg.prediction_type == "v_prediction":
+        x0, eps = a.sqrt() * x - b.sqrt() * out, a.sqrt() * out + b.sqrt() * x
+    else:
+        raise ValueError(f"unsupported prediction_type {cfg.prediction_type!r}")
+    if cfg.thresholding:
+        raise ValueError("dynamic thresholding is not supported by motiongrid's DDIM step")
+    if cfg.clip_sample:
+        x0 = x0.clamp(-cfg.clip_sample_range, cfg.clip_sample_range)
+    return (a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps).to(x.dtype)
 
 
 def _alpha_bar(scheduler, t) -> torch.Tensor:
@@ -357,19 +440,18 @@ def energy_and_grad(backbone: Backbone, latents: torch.Tensor, t, context: torch
     return out.detach(), energy.detach(), grad
 
 
-def _alpha_bar_prev(scheduler, t) -> torch.Tensor:
-    """ᾱ of the step's target timestep, by DDIM's own rule (t − T/N, or the final ᾱ)."""
-    prev = int(t) - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+def _alpha_bar_prev(scheduler, prev: int) -> torch.Tensor:
     return (scheduler.alphas_cumprod[prev] if prev >= 0 else scheduler.final_alpha_cumprod).double()
 
 
-def denoise_step(backbone: Backbone, latents: torch.Tensor, t, cond: torch.Tensor, uncond: torch.Tensor,
-                 cfg: float, reference: Representation | None = None, weight: float = 0.0,
+def denoise_step(backbone: Backbone, latents: torch.Tensor, t, prev: int, cond: torch.Tensor,
+                 uncond: torch.Tensor, cfg: float, reference: Representation | None = None, weight: float = 0.0,
                  update: Literal["released", "eps"] = "released") -> tuple[torch.Tensor, float | None]:
-    """One DDIM step from ``latents`` at timestep ``t`` (scheduler.set_timesteps already called).
-    With a reference and weight > 0 the step is motion-guided with correction c = λ√(1−ᾱ_t)∇g:
-    update="eps": ε̂ = ε_cfg + c through scheduler.step (x̂0 recomputed from ε̂);
-    update="released": the released scheduler's form, x̂0 from ε_cfg and x_{t−1} −= √(1−ᾱ_{t−1})·c."""
+    """One DDIM step from ``latents`` at timestep ``t`` to ``prev`` (``ddim_step``). With a
+    reference and weight > 0 the step is motion-guided with correction c = λ√(1−ᾱ_t)∇g:
+    update="eps": ε̂ = ε_cfg + c, and x̂0 is recomputed from ε̂;
+    update="released": the released scheduler's form, x̂0 from ε_cfg and x_prev −= √(1−ᾱ_prev)·c.
+    CFG (both forms): out_c + cfg·(out_c − out_u), the released convention."""
     sched = backbone.scheduler
     x = sched.scale_model_input(latents, t)
     if reference is None or weight <= 0:
@@ -379,7 +461,7 @@ def denoise_step(backbone: Backbone, latents: torch.Tensor, t, cond: torch.Tenso
             else:  # one batched pass for both branches
                 out_u, out_c = _unet(backbone, x.expand(2, *x.shape[1:]), t, torch.cat([uncond, cond])).chunk(2)
                 out = out_c + cfg * (out_c - out_u)
-        return sched.step(out, t, latents).prev_sample, None
+        return ddim_step(sched, out, t, prev, latents), None
 
     with torch.no_grad():
         out_u = _unet(backbone, x, t, uncond) if cfg != 0 else None
@@ -388,14 +470,14 @@ def denoise_step(backbone: Backbone, latents: torch.Tensor, t, cond: torch.Tenso
     a = _alpha_bar(sched, t).to(x.device)
     correction = (weight * (1 - a).sqrt() * grad).float()
     if update == "released":
-        a_prev = _alpha_bar_prev(sched, t).to(x.device)
-        return sched.step(out, t, latents).prev_sample - ((1 - a_prev).sqrt() * correction).float(), float(energy)
+        a_prev = _alpha_bar_prev(sched, prev).to(x.device)
+        return ddim_step(sched, out, t, prev, latents) - ((1 - a_prev).sqrt() * correction).float(), float(energy)
     if update != "eps":
         raise ValueError(f"update must be 'eps' or 'released', got {update!r}")
     if a > 0:  # at exactly zero SNR ε is fixed by x_t: there is nothing to correct
         kind = sched.config.prediction_type
         out = _from_eps(_to_eps(out, x, a, kind) + correction, x, a, kind)
-    return sched.step(out, t, latents).prev_sample, float(energy)
+    return ddim_step(sched, out, t, prev, latents), float(energy)
 
 
 def initial_noise(backbone: Backbone, seed: int) -> torch.Tensor:
@@ -408,30 +490,24 @@ def initial_noise(backbone: Backbone, seed: int) -> torch.Tensor:
 class Guidance:
     reference: Representation
     weight: float
-    scales: list[float]  # per step; 0 = unguided step
     update: Literal["released", "eps"] = "released"
 
 
-def guided_sample(backbone: Backbone, prompt: str, seed: int, steps: int, cfg: float,
+def guided_sample(backbone: Backbone, prompt: str, seed: int, schedule: Schedule, cfg: float,
                   negative_prompt: str = "", guidance: Guidance | None = None,
-                  trace: list | None = None) -> torch.Tensor:
-    """DDIM sampling (eta 0) from seeded noise; motion-guided where ``guidance.scales`` > 0.
-    Returns the final latents. ``trace`` (a list) receives one dict per step."""
-    if guidance is not None and len(guidance.scales) != steps:
-        raise ValueError(f"guidance has {len(guidance.scales)} step scales for {steps} steps")
+                  trace: list | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """DDIM sampling (η = 0) over ``schedule`` from ``noise`` (default: ``initial_noise(seed)``);
+    motion-guided where ``schedule.scales`` > 0 and ``guidance`` is given. Returns the final
+    latents. ``trace`` (a list) receives one dict per step."""
     _recorder_for(backbone.unet)  # same attention processors for guided and unguided runs
-    sched = backbone.scheduler
-    sched.set_timesteps(steps, device=backbone.device)
     cond = backbone.encode_prompt([prompt])
     uncond = backbone.encode_prompt([negative_prompt])
-    latents = initial_noise(backbone, seed)
-    for i, t in enumerate(sched.timesteps):
-        weight = guidance.weight * guidance.scales[i] if guidance is not None else 0.0
-        latents, energy = denoise_step(backbone, latents, t, cond, uncond, cfg,
+    latents = initial_noise(backbone, seed) if noise is None else noise.to(backbone.device)
+    for i, (t, prev) in enumerate(zip(schedule.timesteps, schedule.prev)):
+        weight = guidance.weight * schedule.scales[i] if guidance is not None else 0.0
+        latents, energy = denoise_step(backbone, latents, t, prev, cond, uncond, cfg,
                                        guidance.reference if guidance is not None else None, weight,
                                        guidance.update if guidance is not None else "released")
         if trace is not None:
-            trace.append({"step": i, "t": int(t), "weight": weight, "energy": energy})
+            trace.append({"step": i, "t": int(t), "prev": int(prev), "weight": weight, "energy": energy})
     return latents
-
-
