@@ -29,6 +29,9 @@ class Method:
     task: ClassVar[Literal["t2v-motion", "edit", "baseline"]] = "t2v-motion"
     Params: ClassVar[type[Params]] = NoParams
     description: ClassVar[str] = ""
+    # An oracle copies (part of) the reference: its scores are ceilings to read others against,
+    # never a method's achievement; reports mark it and never rank it best.
+    oracle: ClassVar[bool] = False
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")

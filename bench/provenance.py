@@ -92,7 +92,7 @@ def write_run_json(out: Path, *, config, source, device, clips, variants, metric
         "reference_videos": reference_videos,
         "metrics": metric_info,
         "methods": {v.label: {"method": v.method, "params": v.params.model_dump(mode="json"),
-                              "task": v.method_cls.task, "fingerprint": fingerprints.get(v.label),
+                              "task": v.method_cls.task, "oracle": v.method_cls.oracle, "fingerprint": fingerprints.get(v.label),
                               **method_info.get(v.method, {})} for v in variants},
         "cells": cells,
         "cell_keys": cell_keys,  # the current grid's cells (a reused run dir may hold others)

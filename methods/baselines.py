@@ -11,6 +11,7 @@ class ReferenceBaseline(Method):
     """Returns the reference clip itself: every reference metric's best possible value."""
     task = "baseline"
     description = "returns the reference clip (motion-fidelity ceiling)"
+    oracle = True
 
     def generate(self, clip, params, seed) -> Video:
         return Video(clip.frames.clone(), clip.video.fps)
@@ -21,6 +22,7 @@ class StaticBaseline(Method):
     """Repeats the first reference frame: right appearance, zero motion."""
     task = "baseline"
     description = "repeats the first reference frame (zero motion)"
+    oracle = True   # its first frame is the reference's
 
     def generate(self, clip, params, seed) -> Video:
         frames = clip.frames

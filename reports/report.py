@@ -90,6 +90,7 @@ class SummaryRow:
     total: int
     failed: int
     cells: list[Cell] = field(default_factory=list)
+    oracle: bool = False
 
 
 def _columns(data: RunData, keys: list[str]) -> list[Column]:
@@ -107,10 +108,12 @@ def _columns(data: RunData, keys: list[str]) -> list[Column]:
 
 def _summary_rows(data: RunData, summary, counts, columns: list[Column]) -> list[SummaryRow]:
     stat = {(r.label, r.metric): r for r in summary.itertuples()}
+    oracles = {lb for lb, m in data.methods_by_label().items() if m.get("oracle")}
     best: dict[str, float] = {}
     for col in columns:
         hib = data.metric_info(col.key).higher_is_better
-        means = [stat[(lb, col.key)].mean for lb in data.labels if (lb, col.key) in stat]
+        # an oracle (a copy of the reference) is a ceiling, never the best method
+        means = [stat[(lb, col.key)].mean for lb in data.labels if (lb, col.key) in stat and lb not in oracles]
         means = [m for m in means if not math.isnan(m)]
         if hib is not None and not col.resource and len(means) > 1 and len(set(means)) > 1:
             best[col.key] = max(means) if hib else min(means)
@@ -119,14 +122,15 @@ def _summary_rows(data: RunData, summary, counts, columns: list[Column]) -> list
     rows = []
     for lb in data.labels:
         c = count[lb]
-        row = SummaryRow(lb, method_of[lb], int(c.ok), int(c.total), int(c.failed))
+        row = SummaryRow(lb, method_of[lb], int(c.ok), int(c.total), int(c.failed), oracle=lb in oracles)
         for col in columns:
             s = stat.get((lb, col.key))
             if s is None or s.n == 0:
                 row.cells.append(Cell("—", note="no value" if s is None else f"{s.n_missing} missing"))
                 continue
             note = f"n={s.n}" + (f", {s.n_missing} missing" if s.n_missing else "")
-            row.cells.append(Cell(fmt(s.mean), fmt_ci(s.lo, s.hi), best=best.get(col.key) == s.mean, note=note))
+            row.cells.append(Cell(fmt(s.mean), fmt_ci(s.lo, s.hi), best=not row.oracle and best.get(col.key) == s.mean,
+                                  note=note))
         rows.append(row)
     return rows
 

@@ -106,7 +106,8 @@ def make_run(run_dir: Path, fail: set[tuple[str, str, int]] = frozenset(), video
     methods = {}
     with Store(run_dir / "results.sqlite") as store:
         for label, method, params in labels(unguided):
-            methods[label] = {"method": method, "params": params, "task": "t2v-motion", "fingerprint": {}}
+            methods[label] = {"method": method, "params": params, "task": "t2v-motion", "fingerprint": {},
+                              "oracle": method in ("reference", "static")}
             for i, (cid, _) in enumerate(CLIPS):
                 for seed in SEEDS:
                     if (label, cid, seed) in skip:

@@ -99,7 +99,11 @@ def test_summary_content(report, run_dir):
     assert summ.at[lb, "mean"] == pytest.approx(np.mean(vals))
     assert summ.at[lb, "lo"] < summ.at[lb, "mean"] < summ.at[lb, "hi"]
     assert f"{summ.at[lb, 'mean']:.4g}" in md
-    assert "| reference | 6/6 | **1** | **∞** |" in md  # best bolded; degenerate/inf CI omitted
+    # an oracle (a copy of the reference) is marked and never ranked best, however high its values;
+    # the best non-oracle label is bolded instead (degenerate/inf CI omitted)
+    assert "| reference (oracle) | 6/6 | 1 | ∞ |" in md
+    best_mf = max(v for lb, v in summ["mean"].items() if lb not in ("reference", "static"))
+    assert f"**{best_mf:.4g}**" in md and "(oracle)" in html
 
 
 def test_pickers_and_bootstrap(run_dir):

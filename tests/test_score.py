@@ -1,6 +1,5 @@
 """`motiongrid score` on shapes clips written to mp4, scored against themselves."""
 import json
-import math
 from pathlib import Path
 
 import pytest
