@@ -13,11 +13,10 @@ the largest difference from it.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from bench_metrics import median_time  # the sibling script's timer (run from benchmarks/ or its parent)
 
 
 def skimage_loop(g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -63,15 +62,6 @@ def msssim_lib(g: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     from pytorch_msssim import ssim
 
     return ssim(g, r, data_range=1.0, size_average=False, win_size=11, win_sigma=1.5)
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
