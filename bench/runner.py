@@ -94,7 +94,6 @@ class RunSummary:
     failed: int
 
 
-
 class Runner:
     def __init__(self, config: RunConfig, source: str, out_dir: Path, limit: int | None = None,
                  device: str | None = None, progress: bool = True):
@@ -113,6 +112,7 @@ class Runner:
         self.metric_spec = {m: config.metric_options.get(m, {}) for m in sorted(config.metrics)}
         self.total_cells = len(self.variants) * len(self.clips) * len(config.seeds)
         self.cells: list[Cell] = []          # keyed once the methods are prepared (run)
+        self._prepared = False
         self.prepared: dict[str, Method | BaseException] = {}
         self.method_info: dict[str, dict] = {}
 
@@ -144,10 +144,11 @@ class Runner:
     def prepare(self) -> None:
         """Load methods and metrics once (before any cell); what fails to load is recorded
         (methods: their cells fail; metrics: unavailable), never raised."""
-        if self.cells:
+        if self._prepared:
             return
         self.prepare_methods()
         self.metrics = prepare_metrics(self.metrics, self.device, self.unavailable)
+        self._prepared = True
 
     def run(self) -> RunSummary:
         self.out.mkdir(parents=True, exist_ok=True)

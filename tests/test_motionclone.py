@@ -169,11 +169,13 @@ def test_eps_conversion_round_trips():
 
 
 def test_guidance_schedule_follows_released_ramps():
-    s = mc.guidance_schedule(100, 0.5, ramp=10)
+    s = mc.ramp_scales(50, 100, ramp=10)
     assert s[0] == pytest.approx(0.1) and s[9] == 1.0 and s[40] == 1.0
     assert s[41] == pytest.approx(0.9) and s[49] == pytest.approx(0.1) and s[50:] == [0.0] * 50
-    assert mc.guidance_schedule(100, 0.3)[:6] == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0])
-    assert mc.guidance_schedule(4, 0.0) == [0.0] * 4
+    assert mc.ramp_scales(30, 100)[:6] == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0])
+    assert mc.ramp_scales(0, 4) == [0.0] * 4
+    with pytest.raises(ValueError, match="guided_steps=6 exceeds steps=5"):
+        adapters.MotionCloneParams(model="toy", steps=5, guided_steps=6)
 
 
 def test_guidance_touches_only_configured_steps(env, clip, monkeypatch):

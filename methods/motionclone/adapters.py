@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from motiongrid.bench.api import Method, Params
 from motiongrid.bench.cache import FeatureCache
@@ -52,6 +52,13 @@ class SamplerParams(Params):
     def _known_model(cls, value: str) -> str:
         return check_model_id(value)
 
+    @model_validator(mode="after")
+    def _guided_within_steps(self):
+        # caught with the config, not as N failed cells
+        if self.steps is not None and self.guided_steps is not None and self.guided_steps > self.steps:
+            raise ValueError(f"guided_steps={self.guided_steps} exceeds steps={self.steps}")
+        return self
+
 
 class MotionCloneParams(SamplerParams):
     mask: Literal["primary", "plain"] = "primary"
@@ -95,10 +102,14 @@ class _BackboneMethod(Method):
         return {**bb.fingerprint, "steps": steps, "cfg": cfg, "negative_prompt": negative,
                 "schedule": self.schedule(bb, params).describe()}
 
+    @staticmethod
+    def preset(bb: Backbone, params: SamplerParams) -> dict:
+        """The released configuration in force ({} when none): the parameter, else the backbone's."""
+        return RELEASED_PRESETS.get(params.preset or getattr(bb, "default_preset", None) or "", {})
+
     def schedule(self, bb: Backbone, params: SamplerParams) -> Schedule:
         """The resolved timestep list and guidance scales (see the Params descriptions)."""
-        preset_name = params.preset or getattr(bb, "default_preset", None)
-        preset = RELEASED_PRESETS.get(preset_name or "", {})
+        preset = self.preset(bb, params)
         steps, _, _ = self.sampler_settings(bb, params)
         kind = params.schedule or ("released" if preset else "uniform")
         if params.guided_steps is not None:
@@ -115,9 +126,9 @@ class _BackboneMethod(Method):
             return released_schedule(bb.scheduler, steps, guided, threshold, ramp)
         return uniform_schedule(bb.scheduler, steps, guided, ramp)
 
-    @staticmethod
-    def sampler_settings(bb: Backbone, params: SamplerParams) -> tuple[int, float, str]:
-        preset = RELEASED_PRESETS.get(params.preset or getattr(bb, "default_preset", None) or "", {})
+    @classmethod
+    def sampler_settings(cls, bb: Backbone, params: SamplerParams) -> tuple[int, float, str]:
+        preset = cls.preset(bb, params)
         steps = params.steps if params.steps is not None else preset.get(
             "steps", getattr(bb, "default_steps", RELEASED_STEPS))
         cfg = params.cfg if params.cfg is not None else getattr(bb, "default_cfg", RELEASED_CFG)

@@ -10,8 +10,9 @@ Pipeline
      in ``blocks`` (each (B·h·w, heads, F, F), rows sum to 1) are recorded and reduced to the
      top-k values and key indices per (position, head, query frame). Plain control (M ≡ 1)
      is top-k with k = F: every entry, so one code path serves both masks.
-  2. ``guided_sample``: DDIM (eta 0) with classifier-free guidance. On the first
-     ``guided_fraction`` of the steps (weight ramped up over the first ``ramp`` steps and down
+  2. ``guided_sample``: DDIM (eta 0) with classifier-free guidance over a ``Schedule``
+     (the released uneven timestep list, or diffusers' uniform spacing). On its first G
+     guided steps (weight ramped up over the first ``ramp`` steps and down
      over the last ``ramp``, as the released code does with (i+1)/10 and (G−i)/10):
      energy g = Σ_maps mean over the selected entries (A_gen[..., idx] − A_ref_values)²,
      gradient w.r.t. the latent through the conditional branch only (the unconditional
@@ -43,11 +44,15 @@ Conventions and defaults (and why)
   * λ defaults: "released" 2000 (released configs); "eps" 4e4, which gives the same summed
     displacement Σ_i ramp_i·|∂x_{t−1}/∂ε|·√(1−ᾱ_t) over the default AnimateDiff schedule as
     the released camera config. Per-backbone calibrations go in CALIBRATED_WEIGHTS.
-  * guided_fraction 0.5 with ramps of min(10, guided/5) steps: at the released 100 steps
-    that is the released camera config's 50 guided steps with 10-step ramps. Released code
-    packs those 50 steps into t ≥ 700 (custom spacing); diffusers' DDIM spaces uniformly, so
-    here they cover t ≥ 500 (0.3 would keep t ≥ 700 but with 30 steps, 61 % of the summed
-    guidance of "released").
+  * Timesteps: the released list (``released_timesteps``: G guided steps packed over
+    threshold … 999, the rest over 0 … threshold − 1, each step targeting the next entry) with
+    the released presets camera (100 / 50 / 700) and object (300 / 180 / 600); AnimateDiff
+    defaults to camera. diffusers' uniform spacing (``schedule="uniform"``) would put the 50
+    guided steps at t ≥ 500, ~38 % of the guidance weight below 700. Ramps: min(10, G/5)
+    steps, the released 10 for G ≥ 50. The toy backbone keeps uniform spacing by default
+    (its λ was calibrated there).
+  * The reference is noised at t_alpha with the generation's own initial noise of the cell's
+    seed, as released (so x_T and the extraction noise coincide).
   * steps / cfg / negative prompt default to the backbone's (``default_steps``,
     ``default_cfg`` in the convention above, ``default_negative_prompt``), else the released
     100 / 7.5 / "". AnimateDiff uses the released values and negative prompt.
@@ -288,7 +293,9 @@ def extract_motion_representation(backbone: Backbone, frames: torch.Tensor, t_al
     x0 = reference_latents(backbone, frames)
     if noise is None:
         noise = initial_noise(backbone, seed)
-    noise = noise.to(x0.device, x0.dtype).reshape(x0.shape)
+    if tuple(noise.shape) != tuple(x0.shape):
+        raise ValueError(f"extraction noise {tuple(noise.shape)} does not match the reference latents {tuple(x0.shape)}")
+    noise = noise.to(x0.device, x0.dtype)
     t = torch.tensor([t_alpha], dtype=torch.long)
     noisy = backbone.scheduler.add_noise(x0, noise, t.to(x0.device))
     empty = backbone.encode_prompt([""])
@@ -328,11 +335,6 @@ def ramp_scales(guided: int, steps: int, ramp: int | None = None) -> list[float]
                 s *= (guided - i) / ramp
         scales.append(s)
     return scales
-
-
-def guidance_schedule(steps: int, guided_fraction: float, ramp: int | None = None) -> list[float]:
-    """``ramp_scales`` over the first round(guided_fraction·steps) steps."""
-    return ramp_scales(round(guided_fraction * steps), steps, ramp)
 
 
 def released_timesteps(steps: int, guided_steps: int, threshold: int, train_steps: int = 1000) -> list[int]:
