@@ -108,7 +108,7 @@ def _columns(data: RunData, keys: list[str]) -> list[Column]:
 
 def _summary_rows(data: RunData, summary, counts, columns: list[Column]) -> list[SummaryRow]:
     stat = {(r.label, r.metric): r for r in summary.itertuples()}
-    oracles = {lb for lb, m in data.methods_by_label().items() if m.get("oracle")}
+    oracles = _oracles(data)
     best: dict[str, float] = {}
     for col in columns:
         hib = data.metric_info(col.key).higher_is_better
@@ -135,6 +135,11 @@ def _summary_rows(data: RunData, summary, counts, columns: list[Column]) -> list
     return rows
 
 
+def _oracles(data: RunData) -> set[str]:
+    """Labels whose method copies the reference (run.json ``oracle``): ceilings, never ranked."""
+    return {lb for lb, m in data.methods_by_label().items() if m.get("oracle")}
+
+
 def _method_of(data: RunData) -> dict[str, str]:
     return {r["label"]: r["method"] for r in data.rows}
 
@@ -154,6 +159,7 @@ def _paired_rows(data: RunData, baseline: str, columns: list[Column]) -> list[di
     wholly on the metric's better side of 0: a difference the pairing resolves."""
     stat = {(r.label, col.key): r for col in columns
             for r in paired_differences(data.rows, col.key, baseline).itertuples()}
+    oracles = _oracles(data)
     rows = []
     for lb in data.labels:
         if not any((lb, col.key) in stat for col in columns):
@@ -166,8 +172,9 @@ def _paired_rows(data: RunData, baseline: str, columns: list[Column]) -> list[di
                 continue
             hib = data.metric_info(col.key).higher_is_better
             clear = (hib is True and s.lo > 0) or (hib is False and s.hi < 0)  # NaN bounds: False
-            cells.append(Cell(fmt_signed(s.mean), fmt_ci(s.lo, s.hi), best=clear, note=f"n={s.n} pairs"))
-        rows.append({"label": lb, "cells": cells})
+            cells.append(Cell(fmt_signed(s.mean), fmt_ci(s.lo, s.hi), best=clear and lb not in oracles,
+                              note=f"n={s.n} pairs"))
+        rows.append({"label": lb, "cells": cells, "oracle": lb in oracles})
     return rows
 
 

@@ -203,15 +203,18 @@ def test_paired_section_defaults_to_unguided(unguided_run):
     assert md.index("## Summary") < md.index(title) < md.index("## Resources")
     cells = [line[2:-2].split(" | ") for line in _md_section(md, title) if line.startswith("| ")]
     rows = {c[0]: c[1:] for c in cells}
-    assert "unguided" not in rows and "reference" in rows and "static" in rows
+    assert "unguided" not in rows and "reference (oracle)" in rows and "static (oracle)" in rows
     # headline first; the numbers are paired_differences()'s; marked when the CI clears 0
     data = load_run(unguided_run)
     d = paired_differences(data.rows, "motion_fidelity.symmetric", "unguided").set_index("label")
     lb = "motionclone(k=4,guidance_weight=2000)"
     assert rows[md_escape(lb)][0] == f"**+{fmt(d.at[lb, 'mean'])}** [{fmt(d.at[lb, 'lo'])}, {fmt(d.at[lb, 'hi'])}] ✓"
     assert rows[md_escape(lb)][-1].endswith("✓")  # fid: lower is better, and it is lower
-    assert rows["static"][0].startswith("-") and "✓" not in rows["static"][0]  # worse: not marked
-    assert rows["reference"][1] == "—"  # psnr=inf has no difference
+    assert rows["static (oracle)"][0].startswith("-") and "✓" not in rows["static (oracle)"][0]  # worse
+    assert rows["reference (oracle)"][1] == "—"  # psnr=inf has no difference
+    # an oracle's gain is never marked as a resolved improvement, however clear
+    ref_mf = d.at["reference", "lo"]
+    assert ref_mf > 0 and "✓" not in rows["reference (oracle)"][0] and "**" not in rows["reference (oracle)"][0]
     section = html.split('<section id="paired">', 1)[1].split("</section>", 1)[0]
     assert title in section and '<a href="#paired">' in html
     assert 'class="num best headline" title="n=6 pairs"' in section and "✓" in section
