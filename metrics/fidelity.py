@@ -4,8 +4,9 @@ Convention (recorded by ``preprocessing()``): frames as given, float in [0, 1] (
 quantisation), compared frame t to frame t after ``align``; one value per frame, video value =
 mean over frames.
 
-- PSNR: torchmetrics ``peak_signal_noise_ratio`` with data_range=1 over each whole frame
-  (all channels), in float64. ``identical="cap"`` (default, the field's video-metric scripts):
+- PSNR: 10·log10(1/MSE) with data_range=1 over each whole frame (all channels), in float64
+  (torchmetrics' functional divides by a float32 ln 10, ~1e-6 dB off; scikit-image agrees
+  with this form). ``identical="cap"`` (default, the field's video-metric scripts):
   a frame whose MSE < 1e-10 scores 100 dB, so one copied frame cannot make a video's mean
   infinite; ``identical="inf"`` keeps the mathematical +inf.
 - SSIM, ``border="valid"`` (default): the convention of Wang et al.'s MATLAB code, scikit-image
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 from motiongrid.bench.clip import Clip
 from motiongrid.bench.registry import metrics
@@ -83,8 +84,8 @@ def ssim_valid(generated: torch.Tensor, reference: torch.Tensor, data_range: flo
 
 @metrics.register("psnr")
 class PSNR(_FrameMetric):
-    description = ("peak signal-to-noise ratio vs the reference, dB, mean over frames (torchmetrics, "
-                   "data_range 1; identical frames 100 dB)")
+    description = ("peak signal-to-noise ratio vs the reference, dB, mean over frames (data_range 1, float64; "
+                   "identical frames 100 dB)")
     higher_is_better = True
     ideal = CAPPED_PSNR
     defaults = {"identical": "cap"}
@@ -96,15 +97,15 @@ class PSNR(_FrameMetric):
     def preprocessing(self) -> dict:
         identical = (f"frames with MSE < {IDENTICAL_MSE:g} score {CAPPED_PSNR:g} dB" if self.options["identical"] == "cap"
                      else "inf")
-        return {"library": "torchmetrics", "range": "[0,1] float, unquantised", "data_range": 1.0,
+        return {"formula": "10·log10(1/MSE), float64", "range": "[0,1] float, unquantised", "data_range": 1.0,
                 "reduce": "per frame over C,H,W; mean over frames", "identical": identical,
                 "resample": self.options["resample"]}
 
     def per_frame(self, generated, reference):
-        g, r = generated.double(), reference.double()
-        values = peak_signal_noise_ratio(g, r, data_range=1.0, reduction="none", dim=(1, 2, 3))
+        # float64 throughout: torchmetrics divides by a float32 ln(10), ~1e-6 dB off at 50 dB
+        mse = (generated.double() - reference.double()).square().flatten(1).mean(1)
+        values = 10 * torch.log10(1.0 / mse)                 # data_range 1; mse 0 gives +inf
         if self.options["identical"] == "cap":
-            mse = (g - r).square().flatten(1).mean(1)
             values = torch.where(mse < IDENTICAL_MSE, torch.full_like(values, CAPPED_PSNR), values)
         return values
 

@@ -78,3 +78,35 @@ def test_single_files_pair_regardless_of_name_and_prompts(isolated, shapes_dir, 
     assert "clip_text" in r["unavailable"]
     assert main(["score", "--reference", str(ref), "--generated", str(gen), "--metrics", "nonsense"]) == 2
     assert "unknown metric 'nonsense'" in capsys.readouterr().err
+
+
+def test_score_json_matches_skimage_ssim_and_numpy_psnr_on_held_apart_pairs(isolated):
+    """Issue 10's acceptance through the command a user runs: noisy and smooth pairs (and one
+    copied frame) written as lossless videos, scored by `motiongrid score --json`, against
+    scikit-image's SSIM and a per-frame NumPy PSNR capped at 100 dB on the decoded frames."""
+    import numpy as np
+    import torch
+    from skimage.metrics import structural_similarity
+
+    gen = torch.Generator().manual_seed(2024)
+    ref_dir, gen_dir = isolated / "ref", isolated / "gen"
+    for size in (64, 128):
+        base = torch.rand(4, 3, size, size, generator=gen)
+        smooth = torch.nn.functional.interpolate(base[:, :, ::8, ::8], size=size, mode="bilinear")
+        for kind, ref in (("noisy", base), ("smooth", smooth)):
+            sigma = 0.2 if kind == "noisy" else 0.02
+            out = (ref + sigma * torch.randn(ref.shape, generator=gen)).clamp(0, 1)
+            out[0] = ref[0]                                              # one copied frame: 100 dB
+            write_video(Video(ref), ref_dir / f"{kind}-{size}.mp4")
+            write_video(Video(out), gen_dir / f"{kind}-{size}.mp4")
+    r = _score(isolated, "--reference", str(ref_dir), "--generated", str(gen_dir), "--metrics", "psnr,ssim")
+    assert len(r["per_clip"]) == 4
+    for row in r["per_clip"]:
+        a = read_video(row["reference"]).frames.double().numpy()
+        b = read_video(row["generated"]).frames.double().numpy()
+        ssim = np.mean([structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                              data_range=1.0, channel_axis=0) for x, y in zip(a, b)])
+        mse = ((a - b) ** 2).reshape(len(a), -1).mean(1)
+        psnr = np.where(mse < 1e-10, 100.0, 10 * np.log10(1 / np.maximum(mse, 1e-30))).mean()
+        assert abs(row["ssim"] - ssim) < 1e-4, row["clip"]
+        assert row["psnr"] == pytest.approx(psnr, abs=1e-6), row["clip"]
