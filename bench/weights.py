@@ -78,12 +78,15 @@ class WeightFile:
     required: tuple[str, ...] = ()
     allow_patterns: tuple[str, ...] | None = None
     alternatives: Callable[[], list[Path]] | None = field(default=None, compare=False)
+    # Where a person gets a file no URL can fetch (e.g. a Google Drive folder): such an entry
+    # is import-only; its fix message names that place and `motiongrid weights import DIR`.
+    import_only: str | None = None
 
     def __post_init__(self):
         if self.kind not in ("file", "dir", "hf_repo"):
             raise ValueError(f"weight {self.name!r}: kind must be 'file', 'dir' or 'hf_repo', got {self.kind!r}")
-        if not (self.url or self.repo_id):
-            raise ValueError(f"weight {self.name!r}: needs a source (url or repo_id)")
+        if not (self.url or self.repo_id or self.import_only):
+            raise ValueError(f"weight {self.name!r}: needs a source (url, repo_id, or import_only)")
         if self.kind == "hf_repo" and not self.repo_id:
             raise ValueError(f"weight {self.name!r}: kind 'hf_repo' needs repo_id")
         if self.sha256 is not None and not all(c in "0123456789abcdef" for c in self.sha256.lower()):
@@ -91,6 +94,8 @@ class WeightFile:
 
     @property
     def source(self) -> str:
+        if self.import_only and not (self.url or self.repo_id):
+            return f"import only: {self.import_only}"
         if self.url:
             return self.url
         suffix = f"/{self.filename}" if self.filename else ""
@@ -185,6 +190,10 @@ def hf_cache_file(repo_id: str, filename: str) -> Callable[[], list[Path]]:
 # ---- presence and checks ------------------------------------------------------------------
 
 def fix_command(name: str) -> str:
+    entry = _REGISTRY.get(name)
+    if entry is not None and entry.import_only and not (entry.url or entry.repo_id):
+        return (f"download {entry.target().name} from {entry.import_only} (no URL can fetch it) into "
+                f"DIR/{name}/, then `motiongrid weights import DIR`")
     return (f"`motiongrid weights fetch {name}` (on a machine with network), or on an offline "
             f"machine: `motiongrid weights fetch {name} --into DIR` elsewhere, copy DIR here, then "
             f"`motiongrid weights import DIR`")
@@ -353,6 +362,8 @@ def fetch(name: str, into: str | Path | None = None) -> Path:
     """Download ``name`` to its target, or to ``into/<name>/`` for carrying to another machine.
     Checks size/sha256 where known. Raises WeightsOffline quickly when offline."""
     entry = get(name)
+    if entry.import_only and not (entry.url or entry.repo_id):
+        raise WeightsMissing(f"weights {name!r} cannot be fetched by URL. Fix: {fix_command(name)}")
     dst = Path(into) / entry.name / _stage_name(entry) if into else entry.target()
     _ensure_online(entry)
     if entry.kind == "file" and entry.url:

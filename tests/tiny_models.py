@@ -38,3 +38,27 @@ def save_tiny_animatediff(base_dir: str | Path, adapter_dir: str | Path | None =
         pad_token_id=vocab["<|endoftext|>"])).save_pretrained(base / "text_encoder")
     tokenizer.save_pretrained(base / "tokenizer")
     return base
+
+
+def toy_edit_backbone(seed: int = 0, pose_gain: float = 0.05):
+    """A ToyEditBackbone from the shipped toy UNet and freshly initialised toy controllers
+    (seeded; PoCtr's zero output conv replaced by small random weights so poses matter).
+    Plumbing and algebra only: an untrained controller says nothing about quality."""
+    import torch
+
+    from motiongrid.methods.motionfollower.model import ToyEditBackbone, toy_controllers
+    from motiongrid.methods.toy.model import load_toy, make_ddim_scheduler
+
+    unet, encoder, config, _ = load_toy(None, "cpu")
+    base, _, _, _ = load_toy(None, "cpu")
+    torch.manual_seed(seed)
+    pose, ref = toy_controllers(config["unet"])
+    torch.nn.init.normal_(pose.conv_out.weight, std=pose_gain)
+    for m in (pose, ref):
+        m.eval().requires_grad_(False)
+    clip = config["clip_options"]
+    return ToyEditBackbone(model_id="toy-edit-test", unet=unet, pose_controller=pose, reference_controller=ref,
+                           base_unet=base, scheduler=make_ddim_scheduler(config["schedule"]),
+                           num_frames=int(clip["frames"]), height=int(clip["size"]), width=int(clip["size"]),
+                           device=torch.device("cpu"), dtype=torch.float32, fingerprint={"model": "toy-edit-test"},
+                           default_steps=25, default_cfg=1.0, prompt_encoder=encoder, config=config)

@@ -216,24 +216,14 @@ def plot_loss(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train(out_dir: str | os.PathLike, steps: int = 4000, seed: int = 0, *, resume: bool = True,
-          max_minutes: float | None = None, export: str | os.PathLike | None = None,
-          config: TrainConfig | None = None, unet_config: dict | None = None,
-          clip_options: dict | None = None, prompt_tokens: int = 8, progress: bool = True,
-          stop_after: int | None = None) -> dict:
-    """Train the toy model into ``out_dir`` (checkpoint.pt, train_log.csv, eval.jsonl, and at the
-    end export/ with the EMA weights). Resumes from ``out_dir/checkpoint.pt`` when ``resume``.
-
-    ``steps`` sets the schedule (warm-up + cosine decay); ``max_minutes`` stops earlier (the
-    export still happens); ``stop_after`` stops after that many steps in this call without
-    exporting (tests use it to interrupt a run). Returns a summary dict."""
-    cfg = config or TrainConfig()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    clip_options = {**TOY_CLIP_OPTIONS, **(clip_options or {})}
-    unet_config = unet_config or default_unet_config(clip_options["size"], clip_options["frames"])
-    trainer = _Trainer(out, steps, seed, cfg, unet_config, clip_options, prompt_tokens)
-    log_path = out / "train_log.csv"
+def train_loop(trainer, steps: int, log_path: Path, *, resume: bool, max_minutes: float | None,
+               stop_after: int | None, progress: bool, label: str,
+               evaluate: Callable[[], None] | None = None) -> tuple[str, list[float]]:
+    """The loop every toy trainer shares: resume from ``trainer.ckpt_path``, one CSV row per
+    step, checkpoints every ``trainer.cfg.checkpoint_every`` steps (and at the end unless
+    interrupted), an optional evaluation every ``eval_every`` steps. The trainer provides
+    ``step``, ``cfg``, ``ckpt_path``, ``train_step()``, ``save_checkpoint()``,
+    ``load_checkpoint()``. Returns (why it stopped: steps | time | interrupted, losses)."""
     if resume and trainer.ckpt_path.exists():
         trainer.load_checkpoint()
         # drop log rows written after the checkpoint: those steps are redone identically
@@ -244,14 +234,14 @@ def train(out_dir: str | os.PathLike, steps: int = 4000, seed: int = 0, *, resum
         w = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
         w.writeheader()
         w.writerows(rows)
-
+    cfg = trainer.cfg
     start = time.monotonic()
     first_step = trainer.step
     losses: list[float] = []
     stopped = "steps"
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = [TextColumn("toy train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                TextColumn("{task.fields[info]}")]
     with Progress(*columns, disable=not progress) as bar, open(log_path, "a", newline="") as fh:
         task = bar.add_task("train", total=steps, completed=trainer.step, info="")
@@ -273,10 +263,35 @@ def train(out_dir: str | os.PathLike, steps: int = 4000, seed: int = 0, *, resum
             bar.update(task, completed=trainer.step, info=f"loss {recent:.4f} lr {row['lr']:.2e} {row['seconds']:.2f}s/step")
             if trainer.step % cfg.checkpoint_every == 0 or trainer.step == steps:
                 trainer.save_checkpoint()
-            if cfg.eval_every and trainer.step % cfg.eval_every == 0:
-                _log_eval(trainer, out)
+            if evaluate is not None and cfg.eval_every and trainer.step % cfg.eval_every == 0:
+                evaluate()
     if stopped != "interrupted" and trainer.step > first_step:
         trainer.save_checkpoint()
+    return stopped, losses
+
+
+def train(out_dir: str | os.PathLike, steps: int = 4000, seed: int = 0, *, resume: bool = True,
+          max_minutes: float | None = None, export: str | os.PathLike | None = None,
+          config: TrainConfig | None = None, unet_config: dict | None = None,
+          clip_options: dict | None = None, prompt_tokens: int = 8, progress: bool = True,
+          stop_after: int | None = None) -> dict:
+    """Train the toy model into ``out_dir`` (checkpoint.pt, train_log.csv, eval.jsonl, and at the
+    end export/ with the EMA weights). Resumes from ``out_dir/checkpoint.pt`` when ``resume``.
+
+    ``steps`` sets the schedule (warm-up + cosine decay); ``max_minutes`` stops earlier (the
+    export still happens); ``stop_after`` stops after that many steps in this call without
+    exporting (tests use it to interrupt a run). Returns a summary dict."""
+    cfg = config or TrainConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clip_options = {**TOY_CLIP_OPTIONS, **(clip_options or {})}
+    unet_config = unet_config or default_unet_config(clip_options["size"], clip_options["frames"])
+    trainer = _Trainer(out, steps, seed, cfg, unet_config, clip_options, prompt_tokens)
+    log_path = out / "train_log.csv"
+    start = time.monotonic()
+    stopped, losses = train_loop(trainer, steps, log_path, resume=resume, max_minutes=max_minutes,
+                                 stop_after=stop_after, progress=progress, label="toy train",
+                                 evaluate=lambda: _log_eval(trainer, out))
     summary = {"step": trainer.step, "steps": steps, "stopped": stopped, "losses": losses,
                "minutes": (time.monotonic() - start) / 60}
     if stopped == "interrupted":
