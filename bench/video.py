@@ -127,9 +127,15 @@ def write_video(video: Video, path: str | os.PathLike, lossless: bool = True) ->
     a truncated file under the final name."""
     import av
 
+    from motiongrid.bench.atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
+    with atomic_path(path) as tmp:
+        _encode_mp4(av, video, tmp, lossless)
+    return path
+
+
+def _encode_mp4(av, video: Video, tmp: Path, lossless: bool) -> None:
     frames = to_uint8(video.frames).permute(0, 2, 3, 1).numpy()  # T,H,W,3
     t, h, w, _ = frames.shape
     fps = max(1, int(round(video.fps)))
@@ -149,8 +155,6 @@ def write_video(video: Video, path: str | os.PathLike, lossless: bool = True) ->
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    os.replace(tmp, path)
-    return path
 
 
 def read_video(path: str | os.PathLike) -> Video:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from motiongrid.bench.cli.common import ExitCode, error
+from motiongrid.bench.cli.common import ExitCode, error, non_negative_int
 from motiongrid.reports.compare import DEFAULT_TOLERANCE, compare_runs, parse_tolerances, render_markdown
 from motiongrid.reports.data import RunDirError, load_run
 from motiongrid.reports.export import FORMATS, export
@@ -23,7 +23,7 @@ def _register_report(subparsers) -> None:
     p.add_argument("--metric", metavar="NAME",
                    help="headline metric for the heatmap and scatter (default: symmetric motion fidelity "
                         "if present, else motion fidelity, else psnr, else the first metric)")
-    p.add_argument("--previews", type=int, default=DEFAULT_PREVIEWS, metavar="N",
+    p.add_argument("--previews", type=non_negative_int, default=DEFAULT_PREVIEWS, metavar="N",
                    help=f"animated previews for the first N clips (default {DEFAULT_PREVIEWS}; 0: none)")
     p.add_argument("--baseline", metavar="LABEL",
                    help=f"label to subtract in the paired-difference table (label − LABEL per clip and seed, "
