@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from motiongrid.bench.errors import UserError
 from motiongrid.bench.video import Video, VideoError
 
 
@@ -58,7 +59,7 @@ class Clip:
         return h.hexdigest()[:16]
 
 
-class TracksError(ValueError):
+class TracksError(UserError, ValueError):
     """A tracks file that cannot be used; the message names it."""
 
 

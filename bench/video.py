@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from motiongrid.bench.errors import UserError
+
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".mkv", ".avi", ".mov")
 
 
-class VideoError(ValueError):
+class VideoError(UserError, ValueError):
     """A video file or tensor that cannot be used; the message names it."""
 
 

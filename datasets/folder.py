@@ -14,11 +14,12 @@ import yaml
 
 from motiongrid.bench.api import ClipSet
 from motiongrid.bench.clip import Clip, file_digest, load_tracks
+from motiongrid.bench.errors import UserError
 from motiongrid.bench.registry import datasets
 from motiongrid.bench.video import VIDEO_SUFFIXES, read_video, write_video
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     pass
 
 
