@@ -59,6 +59,9 @@ def _register_compare(subparsers) -> None:
                         "them gate")
     p.add_argument("--allow-missing", action="store_true",
                    help="do not fail when NEW lacks cells or metric values BASE had (NEW ran a subset)")
+    p.add_argument("--ignore-settings", action="store_true",
+                   help="compare metrics whose recorded preprocessing/settings differ, and cells whose clip "
+                        "content differs (by default they are 'not comparable' and fail the comparison)")
     p.add_argument("--markdown", metavar="OUT",
                    help="also append the Markdown to OUT, created if missing (e.g. \"$GITHUB_STEP_SUMMARY\")")
     p.set_defaults(func=_cmd_compare)
@@ -68,7 +71,8 @@ def _cmd_compare(args) -> int:
     try:
         tolerances = parse_tolerances(args.tolerance)
         base, new = load_run(args.base), load_run(args.new)
-        comp = compare_runs(base, new, tolerances, allow_missing=args.allow_missing)
+        comp = compare_runs(base, new, tolerances, allow_missing=args.allow_missing,
+                            ignore_settings=args.ignore_settings)
     except (RunDirError, ValueError) as exc:
         return error("compare", exc)
     text = render_markdown(comp)
