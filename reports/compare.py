@@ -245,6 +245,8 @@ def render_markdown(comp: Comparison) -> str:
     overrides = {k: str(v) for k, v in comp.tolerances.items() if k != "default"}
     ctx = {
         "failing": comp.failing,
+        "verdict": "regression" if comp.regressions or comp.failed_now or (comp.missing or comp.lost_values)
+        and not comp.allow_missing else "not comparable",
         "base": comp.base, "new": comp.new,
         "base_git": (comp.base.run.get("git_sha") or "")[:10], "new_git": (comp.new.run.get("git_sha") or "")[:10],
         "matched": comp.matched, "added": comp.added,

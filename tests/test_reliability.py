@@ -18,11 +18,8 @@ import pytest
 import torch
 
 from motiongrid.bench import weights
-from motiongrid.bench.atomic import atomic_path
 from motiongrid.bench.cli import main
-from motiongrid.bench.errors import StoreError
-from motiongrid.bench.rundir import RunDirLock
-from motiongrid.bench.store import SCHEMA_VERSION, Store
+from motiongrid.bench.store import Store
 from motiongrid.bench.video import VideoError, read_video
 from motiongrid.datasets.folder import FolderClipSet, ManifestError
 
@@ -127,6 +124,9 @@ def test_a_file_that_is_not_a_store_is_one_error_and_left_untouched(tmp_path, ca
 
 
 def test_store_records_its_schema_version_and_refuses_a_newer_one(tmp_path):
+    from motiongrid.bench.errors import StoreError
+    from motiongrid.bench.store import SCHEMA_VERSION
+
     with Store(tmp_path / "new.sqlite") as store:
         assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     # the committed baseline predates versioning: it opens read-only as version 1, unmodified
@@ -158,17 +158,27 @@ def test_truncated_run_json_does_not_block_resume(tmp_path, capsys):
     assert "4 already finished" in capsys.readouterr().out
 
 
-def test_concurrent_writers_get_unique_temporary_names(tmp_path):
-    dest = tmp_path / "run.json"
-    with atomic_path(dest) as a, atomic_path(dest) as b:
-        assert a != b and a.parent == b.parent == tmp_path
-        a.write_text("first")
-        b.write_text("second")
-    assert dest.read_text() in ("first", "second")
-    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+def test_concurrent_writers_get_unique_temporary_names(tmp_path, monkeypatch):
+    # was: every writer of run.json used run.json.part, of a video <key>.mp4.part
+    from motiongrid.bench.video import Video, write_video
+
+    temporaries = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (temporaries.append(Path(src)), real_replace(src, dst))[1])
+    video = Video(torch.rand(2, 3, 8, 8))
+    write_video(video, tmp_path / "v.mp4")
+    write_video(video, tmp_path / "v.mp4")
+    out = tmp_path / "run"
+    run_ok(tmp_path, out)
+    runs_json = [t for t in temporaries if t.parent == out and "run.json" in t.name]
+    assert len(temporaries[:2]) == len(set(temporaries[:2])) == 2          # two writers, two names
+    assert len(runs_json) == len(set(runs_json)) >= 2
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".part") == []
 
 
 def test_a_second_run_on_the_same_directory_is_refused(tmp_path, capsys):
+    from motiongrid.bench.rundir import RunDirLock
+
     out = tmp_path / "run"
     with RunDirLock(out):  # another run holds the directory
         assert main(["run", str(grid(tmp_path)), "--out", str(out), "--quiet", "--device", "cpu"]) == 2
@@ -292,20 +302,21 @@ MOTION_GRID = GRID.replace('metrics = ["psnr"]', 'metrics = ["psnr", "motion_fid
 def test_compare_refuses_runs_measured_with_different_settings(tmp_path, capsys):
     # was: gt vs lk tracker reported "no regression" and marked the change an improvement
     gt, lk = tmp_path / "gt", tmp_path / "lk"
-    run_ok(tmp_path, gt, MOTION_GRID.format(tracker="gt"))
-    run_ok(tmp_path, lk, MOTION_GRID.format(tracker="lk"))
+    run_ok(tmp_path, gt, MOTION_GRID.replace("{tracker}", "gt"))
+    run_ok(tmp_path, lk, MOTION_GRID.replace("{tracker}", "lk"))
     capsys.readouterr()
     assert main(["compare", str(gt), str(lk)]) == 1
     out = capsys.readouterr().out
-    assert "not comparable" in out and "motion_fidelity" in out and "'gt' → 'lk'" in out
-    assert not any("motion_fidelity" in line and "improved" in line for line in out.splitlines())
+    assert "❌ not comparable" in out and "motion\\_fidelity** is **not comparable" in out
+    assert "tracker 'gt' → 'lk'" in out
+    assert not any("motion\\_fidelity" in line and "improved" in line for line in out.splitlines())
     assert main(["compare", str(gt), str(lk), "--ignore-settings", "--tolerance", "motion_fidelity=10"]) == 0
     # the same settings but a clip whose content differs: those cells are not comparable either
     conn = sqlite3.connect(lk / "results.sqlite")
     with conn:
         conn.execute("UPDATE cells SET clip_hash = 'changed' WHERE clip_id = (SELECT MIN(clip_id) FROM cells)")
     conn.close()
-    run_ok(tmp_path, tmp_path / "lk2", MOTION_GRID.format(tracker="lk"))
+    run_ok(tmp_path, tmp_path / "lk2", MOTION_GRID.replace("{tracker}", "lk"))
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "lk2"), str(lk)]) == 1
     assert "clip's content differs" in capsys.readouterr().out
@@ -313,7 +324,7 @@ def test_compare_refuses_runs_measured_with_different_settings(tmp_path, capsys)
 
 # ---- weights -------------------------------------------------------------------------------------
 
-def test_weights_list_tells_verified_unverified_and_wrong_apart(isolated, capsys):
+def test_weights_list_tells_verified_unverified_and_wrong_apart(isolated, capsys, monkeypatch):
     # was: a 4 KB random file where the 233 MB AlexNet belongs showed "available"
     target = weights.get("lpips-alexnet").target()
     target.parent.mkdir(parents=True)
@@ -334,6 +345,7 @@ def test_weights_list_tells_verified_unverified_and_wrong_apart(isolated, capsys
     assert weights.verify("test-unverified").state == "unverified"
     assert weights.verify("test-junk").state == "wrong"
     assert weights.verify("cleanfid-inception").state == "missing"
+    monkeypatch.setenv("COLUMNS", "400")   # one table row per line
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
     rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in out.splitlines()
