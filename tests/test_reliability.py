@@ -429,3 +429,18 @@ def test_rgba_frames_composite_on_a_declared_background_or_are_refused(tmp_path)
     for i in (1, 2):
         (folder / f"{i:03d}.png").unlink()
     assert read_video(folder).frames.shape == (1, 3, 8, 8)
+
+
+def test_a_corrupt_clip_video_fails_its_cells_and_the_run_goes_on(tmp_path):
+    # the behaviour the README described wrongly ("stops the run with one error")
+    root = tmp_path / "clips"
+    assert main(["clips", "make", "shapes", "--out", str(root), "-o", "count=2", "-o", "size=24",
+                 "-o", "frames=4"]) == 0
+    (root / "shapes-001-rotate.mp4").write_bytes(b"not an mp4 at all" * 10)
+    text = GRID.replace('set = "shapes"', 'set = "folder"').replace(
+        "options = { size = 24, frames = 4 }", f"options = {{ root = {json.dumps(str(root))} }}")
+    out = tmp_path / "run"
+    assert main(["run", str(grid(tmp_path, text)), "--out", str(out), "--quiet", "--device", "cpu"]) == 1
+    rows = sqlite3.connect(out / "results.sqlite").execute("SELECT clip_id, status, reason FROM cells").fetchall()
+    assert sorted((c, s) for c, s, _ in rows) == [("shapes-000-translate", "ok")] * 2 + [("shapes-001-rotate", "failed")] * 2
+    assert all("shapes-001-rotate.mp4" in r for c, s, r in rows if s == "failed")
