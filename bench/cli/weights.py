@@ -26,7 +26,7 @@ def _cmd_list(args) -> int:
     table = Table(title="motiongrid weights")
     problems: list[str] = []
     for col in ("name", "status", "location", "size", "sha256", "used by"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("name", "status"))  # greppable
     for entry in entries():
         check = verify(entry.name)
         path = check.path
