@@ -1,6 +1,7 @@
 """The small abstract APIs every method, metric and clip set implements."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -24,6 +25,11 @@ class Method:
 
     Subclasses set ``Params`` (a pydantic model with defaults) and ``task``, and implement
     ``generate``. ``prepare`` runs once per run before any cell of this method.
+
+    ``task``: "t2v-motion" methods take a motion reference clip (``clip.video``); "edit"
+    methods take an editing case (``clip.edit``: poses, masks; ``clip.video`` is the source);
+    "baseline" methods run on either. The runner refuses, as one config error, a grid that
+    pairs a method with clips of the other kind.
     """
     name: ClassVar[str]
     task: ClassVar[Literal["t2v-motion", "edit", "baseline"]] = "t2v-motion"
@@ -63,8 +69,16 @@ class Metric:
     returns None when the metric can run, otherwise the reason with the command that fixes it.
     ``score`` returns a float or a dict of named floats (stored as ``<name>`` or
     ``<name>.<key>``).
+
+    A metric defined over a set rather than per video (FID) sets ``set_level`` and implements
+    ``score_set``: the runner then also computes it once per label over all that label's
+    cells, stored beside the per-cell values.
+
+    ``clip`` is what the cell is compared with: for an editing case, the ground-truth edit
+    (``Clip.scoring_reference``), never the source.
     """
     name: ClassVar[str]
+    set_level: ClassVar[bool] = False
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"reference"})
     # What an exact copy of the reference scores (a float, or {result key: value} for a dict
@@ -87,6 +101,10 @@ class Metric:
         return {}
 
     def score(self, generated: Video, clip: Clip) -> float | dict[str, float]:
+        raise NotImplementedError
+
+    def score_set(self, pairs: Iterable[tuple[Video, Clip]]) -> float | dict[str, float]:
+        """One value over many (generated, reference clip) pairs; only for ``set_level``."""
         raise NotImplementedError
 
 

@@ -1,4 +1,4 @@
-"""A clip: the unit every method and metric works on."""
+"""A clip: the unit every method and metric works on (a motion reference, or an editing case)."""
 from __future__ import annotations
 
 import hashlib
@@ -28,8 +28,10 @@ class Clip:
     tracks: torch.Tensor | None = None
     visibility: torch.Tensor | None = None
     target_video: Callable[[], Video] | None = None
+    edit: EditCase | None = None
     meta: dict = field(default_factory=dict)
     _video: Video | None = field(default=None, init=False, repr=False)
+    _scoring: Clip | None = field(default=None, init=False, repr=False)
 
     @property
     def video(self) -> Video:
@@ -47,6 +49,24 @@ class Clip:
     def release(self) -> None:
         """Drop decoded frames (they are reloaded on next access)."""
         self._video = None
+        if self.edit is not None:
+            self.edit.release()
+
+    @property
+    def is_edit(self) -> bool:
+        return self.edit is not None
+
+    def scoring_reference(self) -> Clip:
+        """What reference metrics compare a cell's output with. A motion reference scores
+        against itself; an editing case against its ground-truth edit (frames and tracks),
+        never its source. An editing case without ground truth gets a reference whose frames
+        raise a clear error, so reference metrics fail with that reason and prompt-only
+        metrics still score."""
+        if self.edit is None:
+            return self
+        if self._scoring is None:
+            self._scoring = self.edit.ground_truth_clip(self)
+        return self._scoring
 
     @property
     def content_hash(self) -> str:
@@ -56,7 +76,84 @@ class Clip:
             h.update(b"\0")
         if self.tracks is not None:
             h.update(np.ascontiguousarray(self.tracks.numpy(), dtype=np.float32).tobytes())
+        if self.edit is not None:
+            h.update(b"edit\0" + self.edit.digest.encode())
         return h.hexdigest()[:16]
+
+
+# What each kind of reference is called in run.json and reports.
+REFERENCE_SOURCE = "the clip itself (motion reference)"
+REFERENCE_GROUND_TRUTH = "the ground-truth edited video (not the source)"
+
+
+class MissingGroundTruth(VideoError):
+    """An editing case has no ground-truth edit, so a reference metric is undefined for it."""
+
+
+@dataclass
+class EditCase:
+    """The inputs of a motion-editing case besides its source video (``Clip.video``), as the
+    released MotionFollower demo cases hold them: per-frame source poses, target poses
+    (aligned to the source subject), source masks S (the subject's silhouette) and target
+    masks T (the source subject's silhouette in the target pose), plus, when it exists, the
+    ground-truth edited video and its tracks.
+
+    Everything loads lazily and once. Poses are RGB videos; masks are (T, H, W) bool.
+    ``digest`` identifies all of it (file digests, or the generator's parameters).
+    """
+    source_poses: Callable[[], Video]
+    target_poses: Callable[[], Video]
+    source_masks: Callable[[], torch.Tensor]
+    target_masks: Callable[[], torch.Tensor]
+    digest: str
+    ground_truth: Callable[[], Video] | None = None
+    ground_truth_tracks: torch.Tensor | None = None
+    ground_truth_visibility: torch.Tensor | None = None
+    _loaded: dict = field(default_factory=dict, init=False, repr=False)
+
+    def _get(self, name: str):
+        if name not in self._loaded:
+            self._loaded[name] = getattr(self, name)()
+        return self._loaded[name]
+
+    def release(self) -> None:
+        self._loaded.clear()
+
+    def inputs(self, clip: Clip) -> EditInputs:
+        """Load and check every input against the source video: same frame count and size."""
+        src = clip.video
+        t, _, h, w = src.frames.shape
+        out = EditInputs(self._get("source_poses").frames, self._get("target_poses").frames,
+                         self._get("source_masks"), self._get("target_masks"))
+        for name in ("source_poses", "target_poses", "source_masks", "target_masks"):
+            value = getattr(out, name)
+            want = (t, 3, h, w) if name.endswith("poses") else (t, h, w)
+            if tuple(value.shape) != want:
+                raise VideoError(f"clip {clip.id!r}: {name} has shape {tuple(value.shape)}, expected {want} "
+                                 f"(the source video is {t} frames of {w}x{h})")
+        return out
+
+    def ground_truth_clip(self, clip: Clip) -> Clip:
+        """The clip metrics score an edit against (see ``Clip.scoring_reference``)."""
+        if self.ground_truth is None:
+            def missing() -> Video:
+                raise MissingGroundTruth(f"clip {clip.id!r} is an editing case without a ground-truth edit; "
+                                         "metrics that compare with a reference are undefined for it")
+            loader, digest = missing, "no-ground-truth"
+        else:
+            loader, digest = (lambda: self._get("ground_truth")), self.digest
+        return Clip(id=clip.id, prompt=clip.target_prompt or clip.prompt, loader=loader,
+                    source_hash=f"edit-gt:{digest}", tracks=self.ground_truth_tracks,
+                    visibility=self.ground_truth_visibility, meta={**clip.meta, "reference": "ground_truth"})
+
+
+@dataclass
+class EditInputs:
+    """An editing case's inputs as tensors, checked against the source video."""
+    source_poses: torch.Tensor   # (T, 3, H, W) in [0, 1]
+    target_poses: torch.Tensor   # (T, 3, H, W) in [0, 1]
+    source_masks: torch.Tensor   # (T, H, W) bool
+    target_masks: torch.Tensor   # (T, H, W) bool
 
 
 class TracksError(UserError, ValueError):

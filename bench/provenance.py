@@ -59,7 +59,8 @@ def device_info(device: torch.device) -> dict:
 
 def write_run_json(out: Path, *, config, source, device, clips, variants, metrics, unavailable,
                    finished: bool, cells: dict | None, reference_videos: dict,
-                   cell_keys: list[str], fingerprints: dict, method_info: dict) -> Path:
+                   cell_keys: list[str], fingerprints: dict, method_info: dict,
+                   references: dict | None = None) -> Path:
     path = Path(out) / "run.json"
     previous = _previous_run_json(path)
     sha, dirty = git_state()
@@ -70,13 +71,15 @@ def write_run_json(out: Path, *, config, source, device, clips, variants, metric
     for m in metrics:
         metric_info[m.name] = {"higher_is_better": m.higher_is_better, "available": True, "reason": None,
                                "preprocessing": m.preprocessing(), "options": m.options,
-                               "description": m.description}
+                               "description": m.description, "set_level": m.set_level}
     from motiongrid.bench.registry import metrics as registry
 
     for name, reason in unavailable.items():
         cls = registry.get(name)
         metric_info[name] = {"higher_is_better": cls.higher_is_better, "available": False,
-                             "reason": reason, "description": cls.description}
+                             "reason": reason, "description": cls.description, "set_level": cls.set_level}
+    for name, info in metric_info.items():
+        info["reference"] = (references or {}).get(name)   # what the metric compared with
     data = {
         "motiongrid_version": __version__,
         "git_sha": sha,
@@ -92,7 +95,7 @@ def write_run_json(out: Path, *, config, source, device, clips, variants, metric
         "platform": platform.platform(),
         "python": platform.python_version(),
         "clip_set": {"name": config.clips.set, "options": config.clips.options,
-                     "clips": [{"id": c.id, "hash": c.content_hash, "prompt": c.prompt} for c in clips]},
+                     "clips": [{"id": c.id, "hash": c.content_hash, "prompt": c.prompt, "edit": c.is_edit} for c in clips]},
         "reference_videos": reference_videos,
         "metrics": metric_info,
         "methods": {v.label: {"method": v.method, "params": v.params.model_dump(mode="json"),

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from motiongrid.bench.api import Method, Metric
-from motiongrid.bench.clip import Clip
+from motiongrid.bench.clip import REFERENCE_GROUND_TRUTH, REFERENCE_SOURCE, Clip
 from motiongrid.bench.config import ConfigError, RunConfig
 from motiongrid.bench.errors import Interrupted, StoreWriteError, signal_name
 from motiongrid.bench.grid import Cell, MethodVariant, expand_cells, expand_methods
@@ -26,10 +26,10 @@ from motiongrid.bench.provenance import write_run_json
 from motiongrid.bench.registry import UnknownName, datasets
 from motiongrid.bench.resources import ResourceMeter
 from motiongrid.bench.rundir import RunDirLock
-from motiongrid.bench.scoring import DeviceError, build_metrics, prepare_metrics, resolve_device, score_video
+from motiongrid.bench.scoring import DeviceError, build_metrics, flatten, prepare_metrics, resolve_device, score_video
 from motiongrid.bench.signals import StopOnSignal
-from motiongrid.bench.store import CellResult, Store
-from motiongrid.bench.video import Video, VideoError, write_video
+from motiongrid.bench.store import CellResult, Store, cells_digest
+from motiongrid.bench.video import Video, VideoError, read_video, write_video
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,43 @@ def load_clips(config: RunConfig, source: str, limit: int | None = None) -> list
         clips = [by_id[i] for i in cc.ids]
     n = limit or cc.limit
     return clips[:n] if n else clips
+
+
+def check_tasks(variants: list[MethodVariant], clips: list[Clip], source: str) -> None:
+    """An editing method needs editing cases and a motion-cloning method needs motion
+    references: a grid that pairs either with the other kind of clip is one config error,
+    not N failed cells. Baselines run on both."""
+    edits = sum(c.is_edit for c in clips)
+    for v in variants:
+        task = v.method_cls.task
+        if task == "edit" and edits < len(clips):
+            plain = next(c.id for c in clips if not c.is_edit)
+            raise ConfigError(f"{source}: methods: {v.label} edits videos (task 'edit') but clip {plain!r} of clip set "
+                              f"{clips[0].meta.get('generator') or 'the configured set'} is not an editing case "
+                              "(no poses/masks). Use editing cases, e.g. clips.set = \"shapes\" with "
+                              "options.preset = \"edit\", or a folder of cases (datasets/folder.py)")
+        if task == "t2v-motion" and edits:
+            case = next(c.id for c in clips if c.is_edit)
+            raise ConfigError(f"{source}: methods: {v.label} clones a reference video's motion (task 't2v-motion') "
+                              f"but clip {case!r} is an editing case, scored against its ground-truth edit; "
+                              "run it on motion references (clip sets without editing inputs)")
+
+
+def metric_references(names: list[str], clips: list[Clip]) -> dict[str, str | None]:
+    """What each metric compares a cell with, in words (run.json and reports show it)."""
+    from motiongrid.bench.registry import metrics as registry
+
+    edit = any(c.is_edit for c in clips)
+    out = {}
+    for name in names:
+        needs = registry.get(name).needs
+        if needs & {"reference", "tracks", "target"}:
+            out[name] = REFERENCE_GROUND_TRUTH if edit else REFERENCE_SOURCE
+        elif "prompt" in needs:
+            out[name] = "the target prompt" if edit else "the clip's prompt"
+        else:
+            out[name] = None
+    return out
 
 
 def build_run_metrics(names: list[str], options: dict[str, dict], source: str
@@ -112,8 +149,10 @@ class Runner:
         self.clips = load_clips(config, source, limit)
         if not self.clips:
             raise ConfigError(f"{source}: clips: the clip set gave no clips")
+        check_tasks(self.variants, self.clips, source)
         self.metrics, self.unavailable = build_run_metrics(config.metrics, config.metric_options, source)
         self.metric_spec = {m: config.metric_options.get(m, {}) for m in sorted(config.metrics)}
+        self.references = metric_references(config.metrics, self.clips)
         self.total_cells = len(self.variants) * len(self.clips) * len(config.seeds)
         self.cells: list[Cell] = []          # keyed once the methods are prepared (run)
         self._prepared = False
@@ -180,6 +219,7 @@ class Runner:
                 raise Interrupted(stop.signum, f"stopped by {signal_name(stop.signum)} after {ok + failed} of "
                                                f"{len(todo)} cells; every finished cell is stored in "
                                                f"{store.path}")
+            self._score_sets(store)
             summary = RunSummary(len(self.cells), len(self.cells) - len(todo), ok, failed)
             self._write_provenance(finished=True, store=store)
             return summary
@@ -221,7 +261,7 @@ class Runner:
             write_video(video, self.out / artifact)
             result.artifact = str(artifact)
             with meter.stage("score"):
-                result.metrics, result.metric_errors = score_video(self.metrics, video, cell.clip)
+                result.metrics, result.metric_errors = score_video(self.metrics, video, cell.clip.scoring_reference())
         except Exception as exc:
             result.status, result.reason = "failed", _failure_reason(exc)
             if self.device.type == "cuda":
@@ -230,15 +270,47 @@ class Runner:
         result.peak_memory_mb, result.memory_kind = round(meter.peak_memory_mb, 1), meter.memory_kind
         return result
 
+    # -- set-level metrics ---------------------------------------------------------
+    def _score_sets(self, store: Store) -> None:
+        """Set-level metrics (FID) once per label over all its ok cells' videos against their
+        references. Recomputed only when that label's set of cells changed; a failure is
+        stored as the value's error, never raised."""
+        set_metrics = [m for m in self.metrics if m.set_level]
+        if not set_metrics:
+            return
+        done = {r["key"]: r for r in store.rows() if r["status"] == "ok" and r.get("artifact")}
+        by_label: dict[str, list[tuple[Cell, dict]]] = {}
+        for cell in self.cells:
+            if cell.key in done:
+                by_label.setdefault(cell.variant.label, []).append((cell, done[cell.key]))
+        current = {(r["label"], r["metric"]): r["cells"] for r in store.set_rows()}
+        for metric in set_metrics:
+            for label, items in by_label.items():
+                digest = cells_digest(c.key for c, _ in items)
+                if current.get((label, metric.name)) == digest:
+                    continue
+                pairs = ((read_video(self.out / row["artifact"]), cell.clip.scoring_reference()) for cell, row in items)
+                try:
+                    result, error = flatten(metric.name, metric.score_set(pairs)), None
+                except Exception as exc:   # one label's set value must not stop the others
+                    result, error = {}, _failure_reason(exc)
+                store.put_set(label, metric.name, digest, len(items), result, error)
+
     # -- bookkeeping ---------------------------------------------------------------
     def _save_references(self) -> None:
-        """Reference clips as mp4 beside the results, for report previews."""
+        """What each clip's cells are scored against, as mp4 beside the results, for report
+        previews (an editing case's ground truth; its source when it has none)."""
         for clip in self.clips:
             path = self.out / "references" / f"{safe_name(clip.id)}.mp4"
             if not path.exists():
                 try:
-                    write_video(clip.video, path)
-                except (VideoError, OSError) as exc:
+                    write_video(clip.scoring_reference().video, path)
+                except VideoError:
+                    try:
+                        write_video(clip.video, path)
+                    except (VideoError, OSError) as exc:
+                        log.warning("reference preview for %r not written: %s", clip.id, exc)
+                except OSError as exc:
                     log.warning("reference preview for %r not written: %s", clip.id, exc)
 
     def _write_provenance(self, finished: bool, store: Store | None = None) -> None:
@@ -255,7 +327,7 @@ class Runner:
             unavailable=self.unavailable, finished=finished, cells=counts,
             reference_videos={c.id: f"references/{safe_name(c.id)}.mp4" for c in self.clips},
             cell_keys=[c.key for c in self.cells], fingerprints=self.fingerprints,
-            method_info=self.method_info)
+            method_info=self.method_info, references=self.references)
 
     def _progress(self, total: int):
         return _ProgressBar(total, enabled=self.progress)

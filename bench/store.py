@@ -6,6 +6,7 @@ working while a run writes, and a kill -9 loses at most the cell in progress.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sqlite3
@@ -37,6 +38,19 @@ CREATE TABLE IF NOT EXISTS cells (
     artifact       TEXT,               -- video path relative to the run dir
     finished_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
+
+-- Set-level metrics (FID): one value per label over all its ok cells, computed after the
+-- grid. ``cells`` is a digest of those cells' keys: the value is current while it matches.
+CREATE TABLE IF NOT EXISTS set_metrics (
+    label          TEXT NOT NULL,
+    metric         TEXT NOT NULL,
+    cells          TEXT NOT NULL,
+    n_cells        INTEGER NOT NULL,
+    result         TEXT NOT NULL,      -- JSON {metric or metric.key: value}
+    error          TEXT,               -- why it could not be computed
+    finished_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (label, metric)
+);
 """
 
 JSON_COLUMNS = ("params", "metrics", "metric_errors", "timings")
@@ -59,6 +73,11 @@ class CellResult:
     peak_memory_mb: float | None = None
     memory_kind: str | None = None
     artifact: str | None = None
+
+
+def cells_digest(keys) -> str:
+    """Identity of a set of cells (set-level metrics are current while it matches)."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:20]
 
 
 def _dump(value) -> str:
@@ -138,6 +157,19 @@ class Store:
         marks = ", ".join(f":{c}" for c in row)
         with self.conn:  # one transaction per cell
             self.conn.execute(f"INSERT OR REPLACE INTO cells ({cols}) VALUES ({marks})", row)
+
+    def put_set(self, label: str, metric: str, cells: str, n_cells: int, result: dict, error: str | None) -> None:
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO set_metrics (label, metric, cells, n_cells, result, error) "
+                              "VALUES (?, ?, ?, ?, ?, ?)", (label, metric, cells, n_cells, _dump(result), error))
+
+    def set_rows(self) -> list[dict]:
+        """Set-level results; [] for a store written before they existed."""
+        try:
+            cur = self.conn.execute("SELECT * FROM set_metrics ORDER BY label, metric")
+        except sqlite3.OperationalError:   # no such table (older store, opened read-only)
+            return []
+        return [{**dict(r), "result": json.loads(r["result"])} for r in cur]
 
     def rows(self) -> list[dict]:
         out = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,10 +218,16 @@ def composite_alpha(frames: np.ndarray, background: tuple[int, int, int] | None,
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
+def natural_key(name: str) -> list:
+    """Sort key comparing digit runs as numbers: frame_2 before frame_10 (the released
+    editing cases number frames without zero padding)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
 def _read_frame_folder(folder: Path, fps: float = 8.0, alpha_background=None) -> Video:
     import cv2
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name))
     if not files:
         raise VideoError(f"{folder}: folder has no image frames ({', '.join(IMAGE_SUFFIXES)})")
     arrays = []

@@ -8,23 +8,46 @@ option the manifest is found by name: manifest.yaml, manifest.yml, then manifest
 Clips with an alpha channel (RGBA PNG frames, transparent GIF/WebM/MOV) are composited over
 the clip set option ``alpha_background`` ("black", "white" or [r, g, b] in 0..255); without it
 a clip that is actually transparent is refused with that fix, never silently flattened.
+
+Editing cases: a row with ``case`` (a folder) instead of ``path``. The folder is laid out as
+the released MotionFollower demo cases are (frames ``frame_<i>.<ext>``, numbered from 0):
+
+    source_images/         the source video's frames (jpg or png)
+    source_poses/          pose image per source frame (RGB skeleton on black)
+    target_aligned_poses/  target pose per frame, aligned to the source subject
+    source_masks/          S: the source subject's silhouette (0/255 grey PNG)
+    predicted_masks/       T: the source subject's silhouette in the target pose
+    ground_truth/          optional (motiongrid's addition): the true edited video
+    ground_truth_tracks.npz  optional: point tracks of the ground truth (as ``tracks``)
+
+The released folders ``target_images``, ``target_poses`` and ``target_masks`` (the video the
+target motion was taken from) are not inputs of the edit and are ignored.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 from motiongrid.bench.api import ClipSet
-from motiongrid.bench.clip import Clip, file_digest, load_tracks
+from motiongrid.bench.clip import Clip, EditCase, file_digest, load_tracks
 from motiongrid.bench.errors import UserError
 from motiongrid.bench.registry import datasets
-from motiongrid.bench.video import VIDEO_SUFFIXES, alpha_background, read_video, write_video
+from motiongrid.bench.video import VIDEO_SUFFIXES, alpha_background, read_video, to_uint8_hwc, write_video
 
 log = logging.getLogger(__name__)
+
+# Editing-case subfolders: (role in EditCase, folder name as in the released demo cases).
+EDIT_FOLDERS = (("source_poses", "source_poses"), ("target_poses", "target_aligned_poses"),
+                ("source_masks", "source_masks"), ("target_masks", "predicted_masks"))
+EDIT_SOURCE = "source_images"
+EDIT_GROUND_TRUTH = "ground_truth"
+EDIT_GROUND_TRUTH_TRACKS = "ground_truth_tracks.npz"
 
 
 class ManifestError(UserError, ValueError):
@@ -120,6 +143,9 @@ class FolderClipSet(ClipSet):
         clips = []
         for row in read_manifest(manifest):
             cid = str(row["id"])
+            if row.get("case"):
+                clips.append(read_edit_case(root, manifest, row))
+                continue
             rel = row.get("path") or (self.default_path.format(id=cid) if self.default_path else None)
             if not rel:
                 raise ManifestError(f"{manifest}: clip {cid!r} has no 'path'")
@@ -139,6 +165,40 @@ class FolderClipSet(ClipSet):
         return clips
 
 
+def _read_mask_folder(path: Path) -> torch.Tensor:
+    """(T, H, W) bool from 0/255 mask images (any channel count; > half grey is inside)."""
+    return read_video(path).frames.mean(dim=1) > 0.5
+
+
+def read_edit_case(root: Path, manifest: Path, row: dict) -> Clip:
+    """One editing case folder (see the module doc) as a Clip with ``edit`` inputs."""
+    cid = str(row["id"])
+    where = f"{manifest}: clip {cid!r}"
+    case = safe_path(root, row["case"], where)
+    if not case.is_dir():
+        raise ManifestError(f"{where}: case folder {case} not found")
+    needed = [EDIT_SOURCE] + [name for _, name in EDIT_FOLDERS]
+    missing = [n for n in needed if not (case / n).is_dir()]
+    if missing:
+        raise ManifestError(f"{where}: case folder {case} lacks {missing}; an editing case holds "
+                            f"{needed} (+ optional {EDIT_GROUND_TRUTH}/ and {EDIT_GROUND_TRUTH_TRACKS})")
+    folders = {role: case / name for role, name in EDIT_FOLDERS}
+    loaders = {role: (lambda p=path: read_video(p)) if role.endswith("poses") else (lambda p=path: _read_mask_folder(p))
+               for role, path in folders.items()}
+    gt = case / EDIT_GROUND_TRUTH
+    gt_tracks = gt_vis = None
+    if (case / EDIT_GROUND_TRUTH_TRACKS).exists():
+        gt_tracks, gt_vis = load_tracks(case / EDIT_GROUND_TRUTH_TRACKS)
+    parts = [file_digest(p) for p in folders.values()] + ([file_digest(gt)] if gt.is_dir() else [])
+    edit = EditCase(**loaders, digest=hashlib.sha256("/".join(parts).encode()).hexdigest()[:16],
+                    ground_truth=(lambda: read_video(gt)) if gt.is_dir() else None,
+                    ground_truth_tracks=gt_tracks, ground_truth_visibility=gt_vis)
+    source = case / EDIT_SOURCE
+    return Clip(id=cid, prompt=str(row["prompt"]), loader=lambda: read_video(source),
+                source_hash=file_digest(source), target_prompt=row.get("target_prompt") or None,
+                edit=edit, meta={"path": str(case)})
+
+
 @datasets.register("davis")
 class DavisClipSet(FolderClipSet):
     description = "DAVIS-2017 JPEG frame folders from a local root; prompts from a manifest"
@@ -147,11 +207,42 @@ class DavisClipSet(FolderClipSet):
 
 # ---- writing: any clip set in this layout (`motiongrid clips make`) ------------------------
 
+def _write_frames(frames: torch.Tensor, folder: Path) -> None:
+    """Frames as lossless PNGs named as the released cases name them (frame_0.png, ...)."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(to_uint8_hwc(frames)):
+        if not cv2.imwrite(str(folder / f"frame_{i}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"{folder / f'frame_{i}.png'}: could not write")
+
+
+def export_edit_case(clip: Clip, case: Path) -> None:
+    """Write an editing case in the layout ``read_edit_case`` reads (the released one)."""
+    inputs = clip.edit.inputs(clip)
+    _write_frames(clip.frames, case / EDIT_SOURCE)
+    for role, name in EDIT_FOLDERS:
+        value = getattr(inputs, role)
+        _write_frames(value if role.endswith("poses") else value[:, None].float().expand(-1, 3, -1, -1), case / name)
+    if clip.edit.ground_truth is not None:
+        _write_frames(clip.scoring_reference().frames, case / EDIT_GROUND_TRUTH)
+    if clip.edit.ground_truth_tracks is not None:
+        np.savez_compressed(case / EDIT_GROUND_TRUTH_TRACKS, tracks=clip.edit.ground_truth_tracks.numpy(),
+                            visibility=clip.edit.ground_truth_visibility.numpy())
+
+
 def export_clips(clips: list[Clip], out: Path) -> Path:
-    """Write ``clips`` as mp4 files + manifest.yaml (+ tracks .npz) that ``folder`` reads back."""
+    """Write ``clips`` as mp4 files + manifest.yaml (+ tracks .npz) that ``folder`` reads back;
+    editing cases as case folders in the released layout."""
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for clip in clips:
+        if clip.is_edit:
+            export_edit_case(clip, out / clip.id)
+            rows.append({"id": clip.id, "case": clip.id, "prompt": clip.prompt,
+                         **({"target_prompt": clip.target_prompt} if clip.target_prompt else {})})
+            clip.release()
+            continue
         row = {"id": clip.id, "path": f"{clip.id}.mp4", "prompt": clip.prompt}
         write_video(clip.video, out / row["path"])
         if clip.target_prompt:

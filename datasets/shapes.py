@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
-from scipy.ndimage import map_coordinates
+from scipy.ndimage import binary_dilation, map_coordinates
 
-from motiongrid.bench.clip import Clip
+from motiongrid.bench.clip import Clip, EditCase
 from motiongrid.bench.video import Video
 
 COLOURS = {
@@ -44,6 +44,19 @@ PRESETS = {
         "describe_motion": False, "fps": 8.0,
     },
 }
+# The toy editing world: toy clips as sources, each with a new trajectory from the same start
+# as the target motion, and the ground truth rendered along it (datasets/shapes.py "editing").
+PRESETS["edit"] = {**PRESETS["toy"], "edit": True}
+
+# Toy "pose" skeleton: a keypoint at the object's centre and one at each end of its two axes,
+# joined by thin limbs in colours no toy object uses. It carries position, size and
+# orientation but not colour or shape, as a DWPose skeleton carries a body's pose but not its
+# clothes. Drawn on black, like the released cases' pose images.
+POSE_LIMBS = (((1.0, 0.0), (1.00, 0.55, 0.00)),    # +x axis: orange
+              ((-1.0, 0.0), (1.00, 1.00, 1.00)),   # -x axis: white
+              ((0.0, 1.0), (1.00, 0.60, 0.75)),    # +y axis: pink
+              ((0.0, -1.0), (0.60, 0.35, 1.00)))   # -y axis: violet
+POSE_CENTRE = (0.55, 0.55, 0.55)                   # centre keypoint: grey
 
 
 @dataclass(frozen=True)
@@ -111,6 +124,9 @@ class ShapesOptions:
     fps: float = 8.0
     track_grid: int = 6                  # object points per side; background gets the same
     describe_motion: bool = True         # False for the toy world: motion must come from guidance
+    edit: bool = False                   # editing cases: source + target motion + exact ground truth
+    target_mask_dilate: int = 0          # px: grow T to imitate a mask predictor's error
+    min_turn: float = 60.0               # degrees between the source and target headings (at least)
 
     def __post_init__(self):
         for name, allowed, values in (("kinds", KINDS, self.kinds), ("colours", tuple(COLOURS), self.colours),
@@ -122,6 +138,12 @@ class ShapesOptions:
             raise ValueError(f"shapes option background={self.background!r}: expected 'textured' or 'flat'")
         if self.size < 8 or self.frames < 2 or self.count < 1:
             raise ValueError(f"shapes options need size>=8, frames>=2, count>=1 (got {self.size}, {self.frames}, {self.count})")
+        if self.edit and set(self.motions) - {"translate"}:
+            raise ValueError(f"shapes option edit=true needs motions=['translate'] (got {list(self.motions)}): "
+                             "an editing case moves the object along a new trajectory")
+        if not 0 <= self.min_turn <= 180 or self.target_mask_dilate < 0:
+            raise ValueError(f"shapes options need 0 <= min_turn <= 180 and target_mask_dilate >= 0 "
+                             f"(got {self.min_turn}, {self.target_mask_dilate})")
 
 
 def random_spec(rng: np.random.Generator, opts: ShapesOptions, motion: str | None = None) -> ClipSpec:
@@ -134,9 +156,7 @@ def random_spec(rng: np.random.Generator, opts: ShapesOptions, motion: str | Non
     velocity = (speed * np.cos(heading), speed * np.sin(heading))
     if motion in ("translate", "occlusion"):
         # start so the whole path stays inside the frame
-        travel = np.array(velocity) * (opts.frames - 1)
-        lo = radius + 1 - np.minimum(travel, 0)
-        hi = s - radius - 2 - np.maximum(travel, 0)
+        lo, hi = _start_box(velocity, radius, opts)
         position = tuple(float(rng.uniform(low, max(low, high))) for low, high in zip(lo, hi))
     else:
         velocity = (0.0, 0.0)
@@ -155,6 +175,33 @@ def random_spec(rng: np.random.Generator, opts: ShapesOptions, motion: str | Non
         background=opts.background, texture_seed=int(rng.integers(0, 2**31 - 1)), motion=motion,
         describe_motion=opts.describe_motion,
     )
+
+
+def _start_box(velocity, radius: float, opts: ShapesOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest start (x, y) from which the object's whole path stays in frame."""
+    travel = np.array(velocity) * (opts.frames - 1)
+    return radius + 1 - np.minimum(travel, 0), opts.size - radius - 2 - np.maximum(travel, 0)
+
+
+def target_spec(rng: np.random.Generator, spec: ClipSpec, opts: ShapesOptions) -> ClipSpec:
+    """The editing target: the same object from the same start along a new heading (turned by
+    at least ``min_turn`` degrees), with a speed from the same range, and staying in frame.
+    Falls back to heading for the frame centre when no drawn heading keeps the path inside."""
+    old = np.arctan2(spec.velocity[1], spec.velocity[0])
+    start = np.array(spec.position)
+    for _ in range(200):
+        heading = float(rng.uniform(0, 2 * np.pi))
+        turn = abs((heading - old + np.pi) % (2 * np.pi) - np.pi)
+        speed = float(rng.uniform(*opts.speed) * opts.size)
+        velocity = (speed * np.cos(heading), speed * np.sin(heading))
+        lo, hi = _start_box(velocity, spec.radius, opts)
+        if np.degrees(turn) >= opts.min_turn and np.all(start >= lo) and np.all(start <= hi):
+            break
+    else:
+        to_centre = (opts.size - 1) / 2 - start
+        speed = min(opts.speed[0] * opts.size, float(np.linalg.norm(to_centre)) / max(1, opts.frames - 1))
+        velocity = tuple(float(v) for v in to_centre / max(1e-9, float(np.linalg.norm(to_centre))) * speed)
+    return replace(spec, velocity=tuple(float(v) for v in velocity))
 
 
 # ---- rendering ------------------------------------------------------------------------
@@ -224,11 +271,45 @@ class _Scene:
         half = 0.12 * self.opts.size
         return np.clip(half - np.abs(pixels[..., 0] - x0) + 0.5, 0, 1)
 
+    def pixels(self) -> np.ndarray:
+        s = self.opts.size
+        ys, xs = np.meshgrid(np.arange(s, dtype=np.float64), np.arange(s, dtype=np.float64), indexing="ij")
+        return np.stack([xs, ys], axis=-1)
+
+    def object_cover(self, world: np.ndarray, t) -> tuple[np.ndarray, np.ndarray]:
+        """Object coordinates of each pixel and the object's antialiased coverage (0..1)."""
+        pos, theta, scale = self.object_pose(t)
+        q = (world - pos) @ _rotation(theta) / scale            # inverse of the object map
+        return q, np.clip(_object_sdf(self.spec.kind, q) * scale * self.zoom_at(t) + 0.5, 0, 1)
+
+    def masks(self, dilate: int = 0) -> torch.Tensor:
+        """(T, H, W) bool: the object's silhouette (coverage >= 0.5), optionally dilated by
+        ``dilate`` px (a 3x3 structuring element per step)."""
+        pixels = self.pixels()
+        out = np.stack([self.object_cover(self.image_to_world(pixels, t), t)[1] >= 0.5
+                        for t in range(self.opts.frames)])
+        if dilate:
+            out = np.stack([binary_dilation(m, np.ones((3, 3), bool), iterations=dilate) for m in out])
+        return torch.from_numpy(out)
+
+    def poses(self) -> torch.Tensor:
+        """(T, 3, H, W) toy pose skeletons on black (see POSE_LIMBS)."""
+        pixels = self.pixels()
+        out = np.zeros((self.opts.frames, 3, self.opts.size, self.opts.size), dtype=np.float32)
+        for t in range(self.opts.frames):
+            centre = self.object_to_image(np.zeros((1, 2)), t)[0]
+            frame = out[t]
+            for end, colour in POSE_LIMBS:
+                tip = self.object_to_image(np.array([end]), t)[0]
+                _paint(frame, _segment_cover(pixels, centre, tip, 0.5), colour)
+                _paint(frame, _segment_cover(pixels, tip, tip, 0.9), colour)
+            _paint(frame, _segment_cover(pixels, centre, centre, 0.9), POSE_CENTRE)
+        return torch.from_numpy(out)
+
     def render(self) -> torch.Tensor:
         opts, sp = self.opts, self.spec
         s = opts.size
-        ys, xs = np.meshgrid(np.arange(s, dtype=np.float64), np.arange(s, dtype=np.float64), indexing="ij")
-        pixels = np.stack([xs, ys], axis=-1)
+        pixels = self.pixels()
         colour = np.array(COLOURS[sp.colour])[:, None, None]
         out = np.empty((opts.frames, 3, s, s), dtype=np.float32)
         for t in range(opts.frames):
@@ -239,10 +320,7 @@ class _Scene:
                 # texture index: world [-s, 2s) -> [0, 3s)
                 coords = [world[..., 1] + s, world[..., 0] + s]
                 frame = np.stack([map_coordinates(c, coords, order=1, mode="reflect") for c in self.bg_texture])
-            pos, theta, scale = self.object_pose(t)
-            q = (world - pos) @ _rotation(theta) / scale            # inverse of the object map
-            px_per_unit = scale * self.zoom_at(t)
-            cover = np.clip(_object_sdf(sp.kind, q) * px_per_unit + 0.5, 0, 1)
+            q, cover = self.object_cover(world, t)
             shade = np.ones_like(cover)
             if sp.striped:
                 shade = 0.72 + 0.28 * (np.sin(q[..., 0] * 2.5 * np.pi) > 0)
@@ -279,6 +357,19 @@ class _Scene:
                 torch.tensor(np.stack(vis_t), dtype=torch.bool))
 
 
+def _segment_cover(pixels: np.ndarray, a: np.ndarray, b: np.ndarray, half_width: float) -> np.ndarray:
+    """Antialiased coverage of a segment a-b of the given half-width (a point when a == b)."""
+    ab = b - a
+    t = np.clip(((pixels - a) @ ab) / max(float(ab @ ab), 1e-12), 0, 1)
+    dist = np.linalg.norm(pixels - (a + t[..., None] * ab), axis=-1)
+    return np.clip(half_width + 0.5 - dist, 0, 1)
+
+
+def _paint(frame: np.ndarray, cover: np.ndarray, colour) -> None:
+    frame *= 1 - cover[None]
+    frame += np.array(colour, dtype=np.float32)[:, None, None] * cover[None]
+
+
 def render_clip(spec: ClipSpec, opts: ShapesOptions) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     scene = _Scene(spec, opts)
     tracks, vis = scene.tracks()
@@ -301,14 +392,40 @@ def make_clip(spec: ClipSpec, opts: ShapesOptions, clip_id: str) -> Clip:
                 meta={"generator": "shapes", "spec": asdict(spec), "object_points": int((tracks.shape[1]) - opts.track_grid ** 2)})
 
 
+def make_edit_clip(spec: ClipSpec, target: ClipSpec, opts: ShapesOptions, clip_id: str) -> Clip:
+    """An editing case: source = ``spec`` rendered, target motion = ``target``'s trajectory;
+    the ground truth is the same object and background rendered along it (exact)."""
+    source = make_clip(spec, opts, clip_id)
+    gt_scene = _Scene(target, opts)
+    gt_tracks, gt_vis = gt_scene.tracks()
+    digest = hashlib.sha256(json.dumps({"target": asdict(target), "dilate": opts.target_mask_dilate, "v": 1},
+                                       sort_keys=True, default=list).encode()).hexdigest()[:16]
+    source.edit = EditCase(
+        source_poses=lambda: Video(_Scene(spec, opts).poses(), opts.fps),
+        target_poses=lambda: Video(_Scene(target, opts).poses(), opts.fps),
+        source_masks=lambda: _Scene(spec, opts).masks(),
+        target_masks=lambda: _Scene(target, opts).masks(opts.target_mask_dilate),
+        digest=digest,
+        ground_truth=lambda: Video(_Scene(target, opts).render(), opts.fps),
+        ground_truth_tracks=gt_tracks, ground_truth_visibility=gt_vis)
+    source.target_prompt = spec.prompt()   # same object: the edit changes motion, not appearance
+    source.meta["target_spec"] = asdict(target)
+    return source
+
+
 def generate_clips(opts: ShapesOptions) -> list[Clip]:
-    """The clip set: motions cycle in order so every motion type is covered evenly."""
+    """The clip set: motions cycle in order so every motion type is covered evenly. With
+    ``edit``, each clip is an editing case whose target heading comes from its own stream."""
     clips = []
     for i in range(opts.count):
         rng = np.random.default_rng([opts.seed, i])
         motion = opts.motions[i % len(opts.motions)]
         spec = random_spec(rng, opts, motion)
-        clips.append(make_clip(spec, opts, f"shapes-{i:03d}-{motion}"))
+        if opts.edit:
+            target = target_spec(np.random.default_rng([opts.seed, i, 1]), spec, opts)
+            clips.append(make_edit_clip(spec, target, opts, f"shapes-edit-{i:03d}"))
+        else:
+            clips.append(make_clip(spec, opts, f"shapes-{i:03d}-{motion}"))
     return clips
 
 

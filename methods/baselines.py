@@ -1,4 +1,7 @@
-"""Baselines that need no model: the motion-fidelity ceiling and floor."""
+"""Baselines that need no model: the ceilings and floors other methods are read against.
+
+``reference`` and ``static`` run on motion references and on editing cases; ``source`` only on
+editing cases (on a motion reference it would equal ``reference``)."""
 from __future__ import annotations
 
 from motiongrid.bench.api import Method
@@ -8,13 +11,15 @@ from motiongrid.bench.video import Video
 
 @methods.register("reference")
 class ReferenceBaseline(Method):
-    """Returns the reference clip itself: every reference metric's best possible value."""
+    """Returns what the metrics compare with (the clip itself, or an editing case's ground
+    truth): every reference metric's best possible value."""
     task = "baseline"
-    description = "returns the reference clip (motion-fidelity ceiling)"
+    description = "returns the scoring reference: the clip, or an edit's ground truth (ceiling)"
     oracle = True
 
     def generate(self, clip, params, seed) -> Video:
-        return Video(clip.frames.clone(), clip.video.fps)
+        reference = clip.scoring_reference().video
+        return Video(reference.frames.clone(), reference.fps)
 
 
 @methods.register("static")
@@ -27,3 +32,14 @@ class StaticBaseline(Method):
     def generate(self, clip, params, seed) -> Video:
         frames = clip.frames
         return Video(frames[:1].expand_as(frames).clone(), clip.video.fps)
+
+
+@methods.register("source")
+class SourceBaseline(Method):
+    """An editing case's source video unchanged: the appearance ceiling and the motion floor
+    of an edit (it keeps every pixel of the subject and background, and none of the new motion)."""
+    task = "edit"
+    description = "returns the editing case's source video unchanged (appearance ceiling, motion floor)"
+
+    def generate(self, clip, params, seed) -> Video:
+        return Video(clip.frames.clone(), clip.video.fps)

@@ -99,6 +99,7 @@ class FID(BaseMetric):
     higher_is_better = False
     ideal = {"value": 0.0}
     needs = frozenset({"reference"})
+    set_level = True   # the runner stores one FID per label over all its cells
     defaults = {"min_samples": FEATURE_DIM}
 
     def check_options(self) -> None:

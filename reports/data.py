@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from motiongrid.bench.errors import UserError
-from motiongrid.bench.store import Store
+from motiongrid.bench.store import Store, cells_digest
 
 # Resource columns aggregated next to the metrics. They are lower-is-better and, being noisy,
 # never gate `compare` unless a tolerance names them.
@@ -38,6 +38,8 @@ class MetricInfo:
     description: str = ""
     preprocessing: dict = field(default_factory=dict)
     score_keys: list[str] | None = None  # for dict metrics, when run.json names them
+    reference: str | None = None         # what it compared with (the clip, or an edit's ground truth)
+    set_level: bool = False              # also computed once per label over all its cells
 
     @property
     def arrow(self) -> str:
@@ -55,6 +57,7 @@ class RunData:
     diagnostic_keys: list[str] = field(default_factory=list)  # e.g. fid.unstable, *.n_generated
     notes: list[str] = field(default_factory=list)  # observations on the data (report only)
     warnings: list[str] = field(default_factory=list)
+    set_rows: list[dict] = field(default_factory=list)  # Store.set_rows() of the current grid
 
     @property
     def name(self) -> str:
@@ -149,6 +152,7 @@ def load_run(run_dir: str | Path) -> RunData:
     path = Path(run_dir)
     with open_store(path) as store:
         rows = store.rows()
+        set_rows = store.set_rows()
 
     warnings: list[str] = []
     run: dict = {}
@@ -184,6 +188,8 @@ def load_run(run_dir: str | Path) -> RunData:
             description=m.get("description") or "",
             preprocessing=m.get("preprocessing") or {},
             score_keys=m.get("score_keys") if isinstance(m.get("score_keys"), list) else None,
+            reference=m.get("reference") if isinstance(m.get("reference"), str) else None,
+            set_level=m.get("set_level") is True,
         )
 
     # Label order: as configured (run.json), then any others in store order.
@@ -203,8 +209,14 @@ def load_run(run_dir: str | Path) -> RunData:
     diagnostic = [k for k in seen if _is_diagnostic(k, info)]
     metric_keys = [k for k in seen if k not in diagnostic]
 
+    # Set-level values are current when they cover exactly the label's ok cells of this grid.
+    ok_keys: dict[str, list[str]] = {}
+    for r in rows:
+        if r["status"] == "ok" and r.get("artifact"):
+            ok_keys.setdefault(r["label"], []).append(r["key"])
+    set_rows = [s for s in set_rows if s["label"] in labels and s["cells"] == cells_digest(ok_keys.get(s["label"], []))]
     data = RunData(path=path, run=run, rows=rows, labels=labels, metric_keys=metric_keys,
-                   info=info, warnings=warnings, diagnostic_keys=diagnostic)
+                   info=info, warnings=warnings, diagnostic_keys=diagnostic, set_rows=set_rows)
     for k in diagnostic:
         if k.rsplit(".", 1)[-1] == "unstable":
             flagged = sum(1 for r in rows if r["status"] == "ok" and (cell_value(r, k) or 0) > 0)

@@ -135,6 +135,54 @@ def _summary_rows(data: RunData, summary, counts, columns: list[Column]) -> list
     return rows
 
 
+def _set_level(data: RunData) -> dict:
+    """Set-level metrics (FID over all of a label's cells), beside the per-cell means: one row
+    per label, one column per stored value; a value that could not be computed shows why."""
+    names = [n for n, i in data.info.items() if i.set_level]
+    keys: list[str] = []
+    for r in data.set_rows:
+        for k in r["result"]:
+            if k not in keys and not _is_set_diagnostic(k):
+                keys.append(k)
+    columns = _columns(data, keys)
+    by = {(r["label"], r["metric"]): r for r in data.set_rows}
+    oracles = _oracles(data)
+    rows = []
+    for lb in data.labels:
+        cells, counts = [], []
+        for col in columns:
+            r = by.get((lb, col.key.split(".", 1)[0]))
+            if r is None:
+                cells.append(Cell("—", note="not computed"))
+            elif r["error"]:
+                cells.append(Cell("error", note=r["error"]))
+            else:
+                cells.append(Cell(fmt(r["result"].get(col.key)), note=f"{r['n_cells']} cells"))
+        for name in names:
+            r = by.get((lb, name))
+            if r is not None:
+                n_frames = r["result"].get(f"{name}.n_generated")
+                counts.append(f"{r['n_cells']} cells" + (f", {int(n_frames)} frames" if n_frames else ""))
+        if any(c.text != "—" for c in cells):
+            rows.append({"label": lb, "oracle": lb in oracles, "cells": cells, "counts": "; ".join(counts)})
+    unavailable = [(n, data.info[n].reason or "unavailable") for n in names if not data.info[n].available]
+    return {"metrics": names, "columns": columns, "rows": rows, "unavailable": unavailable}
+
+
+def _is_set_diagnostic(key: str) -> bool:
+    sub = key.split(".", 1)[1] if "." in key else ""
+    return sub in ("unstable",) or sub.startswith("n_")
+
+
+def _references(data: RunData) -> list[tuple[str, str]]:
+    """("psnr, ssim", what they compared with), grouped, as run.json records it."""
+    groups: dict[str, list[str]] = {}
+    for name, info in data.info.items():
+        if info.reference:
+            groups.setdefault(info.reference, []).append(name)
+    return [(", ".join(names), ref) for ref, names in groups.items()]
+
+
 def _oracles(data: RunData) -> set[str]:
     """Labels whose method copies the reference (run.json ``oracle``): ceilings, never ranked."""
     return {lb for lb, m in data.methods_by_label().items() if m.get("oracle")}
@@ -258,6 +306,7 @@ def _provenance(data: RunData) -> dict:
                 "fingerprint": json.dumps(m.get("fingerprint", {}), sort_keys=True) if m.get("fingerprint") else ""}
                for lb, m in data.methods_by_label().items() if isinstance(m, dict)]
     metrics = [{"name": i.name, "arrow": i.arrow, "available": i.available, "description": i.description,
+                "reference": i.reference or "", "set_level": i.set_level,
                 "preprocessing": json.dumps(i.preprocessing, sort_keys=True) if i.preprocessing else ""}
                for i in data.info.values()]
     config = json.dumps(run.get("config"), indent=2, sort_keys=True, default=str) if run.get("config") else ""
@@ -377,6 +426,8 @@ def build_context(data: RunData, headline: str | None = None, previews: int = DE
         "memory_kind": ", ".join(memory_kinds),
         "unavailable": sorted(data.unavailable().items()),
         "metric_errors": _metric_errors(data),
+        "set_level": _set_level(data),
+        "references": _references(data),
         "warnings": data.warnings + data.notes,
         "sweeps": sweep_assets,
         "tradeoff": tradeoff,
