@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from motiongrid.bench.errors import UserError
 from motiongrid.bench.video import Video, VideoError
 
 
@@ -155,7 +156,7 @@ class EditInputs:
     target_masks: torch.Tensor   # (T, H, W) bool
 
 
-class TracksError(ValueError):
+class TracksError(UserError, ValueError):
     """A tracks file that cannot be used; the message names it."""
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -12,6 +13,9 @@ from pathlib import Path
 import torch
 
 from motiongrid.bench import __version__
+from motiongrid.bench.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 TRACKED_PACKAGES = ("torch", "torchvision", "diffusers", "transformers", "torchmetrics", "lpips",
                     "clean-fid", "open_clip_torch", "av", "opencv-python-headless", "numpy", "scipy")
@@ -58,7 +62,7 @@ def write_run_json(out: Path, *, config, source, device, clips, variants, metric
                    cell_keys: list[str], fingerprints: dict, method_info: dict,
                    references: dict | None = None) -> Path:
     path = Path(out) / "run.json"
-    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous = _previous_run_json(path)
     sha, dirty = git_state()
     invocations = previous.get("invocations", [])
     if not finished:
@@ -100,7 +104,18 @@ def write_run_json(out: Path, *, config, source, device, clips, variants, metric
         "cells": cells,
         "cell_keys": cell_keys,  # the current grid's cells (a reused run dir may hold others)
     }
-    tmp = path.with_name("run.json.part")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def _previous_run_json(path: Path) -> dict:
+    """The run.json being updated, or {} when absent or damaged (cut short by a full disk, say):
+    the store holds the results, so a resume rewrites run.json from it and the config."""
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        log.warning("%s is damaged (%s); rewriting it from the store and the config "
+                    "(earlier invocations' start times are lost)", path, exc)
+        return {}
+    return data if isinstance(data, dict) else {}

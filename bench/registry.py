@@ -12,6 +12,8 @@ import pkgutil
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
+from motiongrid.bench.errors import UserError
+
 T = TypeVar("T")
 
 # Packages whose modules hold the built-ins of each registry; every module in them is
@@ -23,7 +25,7 @@ _BUILTIN_PACKAGES = {
 }
 
 
-class UnknownName(KeyError):
+class UnknownName(UserError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want plain text
         return str(self.args[0])
 

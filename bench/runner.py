@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import time
 import traceback
 from dataclasses import dataclass
@@ -19,11 +20,14 @@ import torch
 from motiongrid.bench.api import Method, Metric
 from motiongrid.bench.clip import REFERENCE_GROUND_TRUTH, REFERENCE_SOURCE, Clip
 from motiongrid.bench.config import ConfigError, RunConfig
+from motiongrid.bench.errors import Interrupted, StoreWriteError, signal_name
 from motiongrid.bench.grid import Cell, MethodVariant, expand_cells, expand_methods
 from motiongrid.bench.provenance import write_run_json
 from motiongrid.bench.registry import UnknownName, datasets
 from motiongrid.bench.resources import ResourceMeter
+from motiongrid.bench.rundir import RunDirLock
 from motiongrid.bench.scoring import DeviceError, build_metrics, flatten, prepare_metrics, resolve_device, score_video
+from motiongrid.bench.signals import StopOnSignal
 from motiongrid.bench.store import CellResult, Store, cells_digest
 from motiongrid.bench.video import Video, VideoError, read_video, write_video
 
@@ -190,9 +194,11 @@ class Runner:
         self._prepared = True
 
     def run(self) -> RunSummary:
+        """Run the cells not yet finished. One run per directory at a time (a lock); SIGINT or
+        SIGTERM stops after the cell in progress (raises Interrupted); a row that cannot be
+        written stops the run cleanly (raises StoreWriteError)."""
         self.out.mkdir(parents=True, exist_ok=True)
-        store = Store(self.out / "results.sqlite")
-        try:
+        with RunDirLock(self.out), Store(self.out / "results.sqlite") as store, StopOnSignal() as stop:
             self.prepare()
             done = store.finished_keys()
             todo = [c for c in self.cells if c.key not in done]
@@ -201,17 +207,34 @@ class Runner:
             ok = failed = 0
             with self._progress(len(todo)) as advance:
                 for cell in todo:
+                    if stop.signum is not None:
+                        break
                     result = self._run_cell(cell)
-                    store.put(result)
+                    self._store(store, result, stored=ok + failed)
                     ok += result.status == "ok"
                     failed += result.status == "failed"
                     advance(cell, result)
+            if stop.signum is not None:
+                self._write_provenance(finished=False, store=store)
+                raise Interrupted(stop.signum, f"stopped by {signal_name(stop.signum)} after {ok + failed} of "
+                                               f"{len(todo)} cells; every finished cell is stored in "
+                                               f"{store.path}")
             self._score_sets(store)
             summary = RunSummary(len(self.cells), len(self.cells) - len(todo), ok, failed)
             self._write_provenance(finished=True, store=store)
             return summary
-        finally:
-            store.close()
+
+    def _store(self, store: Store, result: CellResult, stored: int) -> None:
+        """Commit one row; if that fails (disk full), remove its video and stop the run cleanly."""
+        try:
+            store.put(result)
+        except (OSError, sqlite3.OperationalError) as exc:
+            if result.artifact:
+                (self.out / result.artifact).unlink(missing_ok=True)
+            raise StoreWriteError(
+                f"{store.path}: cannot store cell {result.label} {result.clip_id} seed={result.seed} "
+                f"({type(exc).__name__}: {exc}); stopped after {stored} cells, nothing half-written. "
+                f"Free space (or fix the cause) and run the same command again to resume") from exc
 
     # -- one cell ------------------------------------------------------------------
     def _method(self, variant: MethodVariant) -> Method:

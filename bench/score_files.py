@@ -34,6 +34,7 @@ import yaml
 
 from motiongrid.bench.api import AlignmentError
 from motiongrid.bench.clip import Clip, file_digest, load_tracks
+from motiongrid.bench.errors import UserError
 from motiongrid.bench.registry import UnknownName
 from motiongrid.bench.registry import metrics as metric_registry
 from motiongrid.bench.scoring import (
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 RESAMPLE_MODES = ("none", "reference-to-generated", "generated-to-reference")
 
 
-class ScoreError(ValueError):
+class ScoreError(UserError, ValueError):
     """A problem with the inputs of ``motiongrid score``; the message names the files."""
 
 

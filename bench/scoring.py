@@ -20,13 +20,14 @@ import torch
 
 from motiongrid.bench.api import Metric
 from motiongrid.bench.clip import Clip
+from motiongrid.bench.errors import UserError
 from motiongrid.bench.registry import metrics as metric_registry
 from motiongrid.bench.video import Video
 
 log = logging.getLogger(__name__)
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError, ValueError):
     """A device that this machine does not have."""
 
 

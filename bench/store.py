@@ -13,6 +13,12 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from motiongrid.bench.errors import StoreError
+
+# Recorded in SQLite's user_version so a later motiongrid can migrate. Stores written before
+# versioning (user_version 0, e.g. ci/baseline) have this same schema: read as version 1.
+SCHEMA_VERSION = 1
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
     key            TEXT PRIMARY KEY,
@@ -91,13 +97,37 @@ class Store:
             live = self.path.with_name(self.path.name + "-wal").exists()
             flags = "mode=ro" if live else "mode=ro&immutable=1"
             self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?{flags}", uri=True, timeout=30)
+            self._check_version(readonly=True)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=30)
+            # checked before anything is written: a foreign file must stay as it is
+            if self._check_version() == 0:
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(SCHEMA)
         self.conn.row_factory = sqlite3.Row
+
+    def _check_version(self, readonly: bool = False) -> int:
+        """The file's recorded schema version (0: unversioned); StoreError, naming the file, when
+        it is not a motiongrid store or was written by a newer, incompatible motiongrid."""
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            raise StoreError(f"{self.path}: not a motiongrid results store (SQLite: {exc}); it was left "
+                             f"untouched. Move it away, or use another run directory") from None
+        if (tables or readonly) and "cells" not in tables:
+            self.conn.close()
+            raise StoreError(f"{self.path}: an SQLite file without motiongrid's 'cells' table (tables: "
+                             f"{', '.join(sorted(tables)) or 'none'}); it was left untouched. Use another run directory")
+        if version > SCHEMA_VERSION:
+            self.conn.close()
+            raise StoreError(f"{self.path}: written by a newer motiongrid (store schema {version}; this "
+                             f"version reads up to {SCHEMA_VERSION}); it was left untouched. Upgrade motiongrid")
+        return version
 
     @classmethod
     def open_existing(cls, run_dir: str | Path, readonly: bool = True) -> Store:

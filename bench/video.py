@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from motiongrid.bench.errors import UserError
+
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".mkv", ".avi", ".mov")
 
 
-class VideoError(ValueError):
+class VideoError(UserError, ValueError):
     """A video file or tensor that cannot be used; the message names it."""
 
 
@@ -128,9 +130,15 @@ def write_video(video: Video, path: str | os.PathLike, lossless: bool = True) ->
     a truncated file under the final name."""
     import av
 
+    from motiongrid.bench.atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
+    with atomic_path(path) as tmp:
+        _encode_mp4(av, video, tmp, lossless)
+    return path
+
+
+def _encode_mp4(av, video: Video, tmp: Path, lossless: bool) -> None:
     frames = to_uint8(video.frames).permute(0, 2, 3, 1).numpy()  # T,H,W,3
     t, h, w, _ = frames.shape
     fps = max(1, int(round(video.fps)))
@@ -150,17 +158,17 @@ def write_video(video: Video, path: str | os.PathLike, lossless: bool = True) ->
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    os.replace(tmp, path)
-    return path
 
 
-def read_video(path: str | os.PathLike) -> Video:
-    """Read a video file (any container PyAV decodes) or a folder of image frames."""
+def read_video(path: str | os.PathLike, alpha_background: tuple[int, int, int] | None = None) -> Video:
+    """Read a video file (any container PyAV decodes) or a folder of image frames. Frames with
+    transparent pixels are composited over ``alpha_background`` (RGB 0..255), or refused when
+    it is None; an alpha channel that is fully opaque is simply dropped."""
     path = Path(path)
     if not path.exists():
         raise VideoError(f"{path}: file not found")
     if path.is_dir():
-        return _read_frame_folder(path)
+        return _read_frame_folder(path, alpha_background=alpha_background)
     import av
 
     try:
@@ -168,13 +176,43 @@ def read_video(path: str | os.PathLike) -> Video:
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate
             fps = float(rate) if rate else 8.0
-            arrays = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+            fmt = stream.codec_context.format
+            has_alpha = fmt is not None and (fmt.has_palette or any(c.is_alpha for c in fmt.components))
+            arrays = [f.to_ndarray(format="rgba" if has_alpha else "rgb24") for f in container.decode(stream)]
     except (av.error.FFmpegError, IndexError) as exc:
         raise VideoError(f"{path}: cannot decode as a video ({exc.__class__.__name__}: {exc})") from exc
     if not arrays:
         raise VideoError(f"{path}: contains no decodable frames")
-    frames = from_uint8(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    frames = from_uint8(composite_alpha(np.stack(arrays), alpha_background, path)).permute(0, 3, 1, 2).contiguous()
     return Video(frames, fps)
+
+
+NAMED_BACKGROUNDS = {"black": (0, 0, 0), "white": (255, 255, 255)}
+
+
+def alpha_background(value, where: str) -> tuple[int, int, int] | None:
+    """A declared compositing background: None, "black", "white" or [r, g, b] in 0..255."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value in NAMED_BACKGROUNDS:
+        return NAMED_BACKGROUNDS[value]
+    if isinstance(value, (list, tuple)) and len(value) == 3 and all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value):
+        return tuple(value)
+    raise VideoError(f"{where}: alpha_background must be \"black\", \"white\" or [r, g, b] with integers "
+                     f"0..255, got {value!r}")
+
+
+def composite_alpha(frames: np.ndarray, background: tuple[int, int, int] | None, name) -> np.ndarray:
+    """uint8 (..., H, W, 3 or 4) -> (..., H, W, 3): "over" compositing on ``background``."""
+    if frames.shape[-1] == 3 or (frames[..., 3] == 255).all():
+        return np.ascontiguousarray(frames[..., :3])
+    if background is None:
+        raise VideoError(f"{name}: has transparent pixels (an alpha channel) and no background to composite "
+                         f"them on; set the clip set option alpha_background = \"black\", \"white\" or [r, g, b]")
+    alpha = frames[..., 3:4].astype(np.float32) / 255.0
+    out = frames[..., :3] * alpha + np.asarray(background, np.float32) * (1.0 - alpha)
+    return np.round(out).astype(np.uint8)
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -186,7 +224,7 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def _read_frame_folder(folder: Path, fps: float = 8.0) -> Video:
+def _read_frame_folder(folder: Path, fps: float = 8.0, alpha_background=None) -> Video:
     import cv2
 
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name))
@@ -194,10 +232,18 @@ def _read_frame_folder(folder: Path, fps: float = 8.0) -> Video:
         raise VideoError(f"{folder}: folder has no image frames ({', '.join(IMAGE_SUFFIXES)})")
     arrays = []
     for f in files:
-        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)   # keeps an alpha channel, if any
         if img is None:
             raise VideoError(f"{f}: cannot decode image frame")
-        arrays.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+        if img.dtype != np.uint8:  # 16-bit PNG
+            img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+        elif img.shape[2] == 4:
+            img = composite_alpha(cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA), alpha_background, f)
+        else:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        arrays.append(img)
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise VideoError(f"{folder}: frames differ in size {sorted(shapes)}")

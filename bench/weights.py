@@ -23,6 +23,7 @@ Other modules register their own entries at import time::
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -37,12 +38,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from motiongrid.bench.errors import UserError
+
 log = logging.getLogger(__name__)
 
 Kind = Literal["file", "dir", "hf_repo"]
 
 
-class WeightsMissing(RuntimeError):
+class WeightsMissing(UserError, RuntimeError):
     """A weight file is absent or wrong; the message names it and the command that fixes it."""
 
 
@@ -266,27 +269,65 @@ def _check_file(entry: WeightFile, path: Path) -> str | None:
     return None
 
 
+# torch.save's pre-1.6 format opens with a pickled magic number (torch/serialization.py)
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950a86a20f9469cfc6c).to_bytes(10, "little")
+_TORCH_SUFFIXES = (".pth", ".pt", ".ckpt")
+
+
+def load_problem(path: Path) -> str | None:
+    """None when ``path`` looks loadable by its library, judged from its format's header
+    without loading it (so without torch): torch files are zip archives (or the legacy pickle
+    format), safetensors files a length-prefixed JSON header. Other suffixes are not judged."""
+    suffix = path.suffix.lower()
+    if suffix in _TORCH_SUFFIXES:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_LEGACY_TORCH_MAGIC))
+        if not (zipfile.is_zipfile(path) or head == _LEGACY_TORCH_MAGIC):
+            return f"{path} is not a torch checkpoint (neither a torch.save zip archive nor the legacy format)"
+    elif suffix == ".safetensors":
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            header = fh.read(n) if 8 + n <= size else b""
+        try:
+            if not isinstance(json.loads(header), dict):
+                raise ValueError("header is not a JSON object")
+        except (ValueError, UnicodeDecodeError):
+            return f"{path} is not a safetensors file (its header does not parse)"
+    return None
+
+
 @dataclass
 class Check:
     name: str
     ok: bool
     detail: str
     path: Path | None = None
+    state: Literal["verified", "unverified", "wrong", "missing"] = "missing"
 
 
 def verify(name: str) -> Check:
-    """Hash and size check of the located file (dirs: required files present)."""
+    """Size, sha256 (where known) and a header check of the located file; for folders, the
+    required files are present and their headers check. ``state`` says which:
+    verified (digest matched), unverified (present and loadable, no digest to check against),
+    wrong (size or digest mismatch, or does not load), missing."""
     entry = get(name)
     path = locate(name)
     if path is None:
         return Check(name, False, available(name) or "missing")
+    fix = f"Fix: delete it and {fix_command(name)}"
     if entry.kind != "file":
-        return Check(name, True, "present (folder; no checksum defined)", path)
-    problem = _check_file(entry, path)
+        files = [path / r for r in entry.required if (path / r).is_file()]
+        problem = next(filter(None, map(load_problem, files)), None)
+        if problem:
+            return Check(name, False, f"{problem}. {fix}", path, "wrong")
+        return Check(name, True, "present (folder; no checksum defined)", path, "unverified")
+    problem = _check_file(entry, path) or load_problem(path)
     if problem:
-        return Check(name, False, f"{problem}. Fix: delete it and {fix_command(name)}", path)
-    detail = "sha256 ok" if entry.sha256 else "present (no published sha256 to check against)"
-    return Check(name, True, detail, path)
+        return Check(name, False, f"{problem}. {fix}", path, "wrong")
+    if entry.sha256:
+        return Check(name, True, "sha256 ok", path, "verified")
+    return Check(name, True, "present (no published sha256 to check against)", path, "unverified")
 
 
 # ---- getting files: fetch (connected machine) and import (air-gapped machine) ---------------

@@ -2,7 +2,12 @@
 
 Manifest (CSV with a header, or YAML list of mappings): ``id``, ``path``, ``prompt``, optional
 ``target_prompt`` and ``tracks`` (an .npz with ``tracks`` (T, N, 2) as (x, y) pixels and
-optional ``visibility`` (T, N)). Paths are relative to the dataset root and may never leave it.
+optional ``visibility`` (T, N)). Paths are relative to the dataset root and may never leave it. Without the ``manifest``
+option the manifest is found by name: manifest.yaml, manifest.yml, then manifest.csv.
+
+Clips with an alpha channel (RGBA PNG frames, transparent GIF/WebM/MOV) are composited over
+the clip set option ``alpha_background`` ("black", "white" or [r, g, b] in 0..255); without it
+a clip that is actually transparent is refused with that fix, never silently flattened.
 
 Editing cases: a row with ``case`` (a folder) instead of ``path``. The folder is laid out as
 the released MotionFollower demo cases are (frames ``frame_<i>.<ext>``, numbered from 0):
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +36,11 @@ import yaml
 
 from motiongrid.bench.api import ClipSet
 from motiongrid.bench.clip import Clip, EditCase, file_digest, load_tracks
+from motiongrid.bench.errors import UserError
 from motiongrid.bench.registry import datasets
-from motiongrid.bench.video import VIDEO_SUFFIXES, read_video, to_uint8_hwc, write_video
+from motiongrid.bench.video import VIDEO_SUFFIXES, alpha_background, read_video, to_uint8_hwc, write_video
+
+log = logging.getLogger(__name__)
 
 # Editing-case subfolders: (role in EditCase, folder name as in the released demo cases).
 EDIT_FOLDERS = (("source_poses", "source_poses"), ("target_poses", "target_aligned_poses"),
@@ -41,7 +50,7 @@ EDIT_GROUND_TRUTH = "ground_truth"
 EDIT_GROUND_TRUTH_TRACKS = "ground_truth_tracks.npz"
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     pass
 
 
@@ -49,10 +58,9 @@ def read_manifest(path: Path) -> list[dict]:
     if not path.exists():
         raise ManifestError(f"{path}: manifest not found")
     if path.suffix.lower() == ".csv":
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = _parse_csv(path)
     elif path.suffix.lower() in (".yaml", ".yml"):
-        rows = yaml.safe_load(path.read_text()) or []
+        rows = _parse_yaml(path)
         if isinstance(rows, dict) and "clips" in rows:
             rows = rows["clips"]
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
@@ -68,6 +76,44 @@ def read_manifest(path: Path) -> list[dict]:
     if dupes:
         raise ManifestError(f"{path}: duplicate clip ids {dupes}")
     return rows
+
+
+def _parse_yaml(path: Path):
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ManifestError(f"{where}: not valid YAML ({exc.problem or exc.context})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: not valid YAML ({exc})") from None
+
+
+def _parse_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        try:
+            return list(reader)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+
+
+MANIFEST_NAMES = ("manifest.yaml", "manifest.yml", "manifest.csv")
+
+
+def find_manifest(root: Path, name: str | None) -> Path:
+    """``root/name`` when the option names one; else the first of MANIFEST_NAMES present
+    (``clips make`` writes manifest.yaml), with a warning naming it when several exist."""
+    if name:
+        return root / name
+    found = [root / n for n in MANIFEST_NAMES if (root / n).is_file()]
+    if not found:
+        raise ManifestError(f"{root}: no manifest ({', '.join(MANIFEST_NAMES)}); write one, or name it "
+                            f"with the clip set option manifest = \"FILE\"")
+    if len(found) > 1:
+        log.warning("%s: using %s (also present: %s; set the clip set option 'manifest' to choose)",
+                    root, found[0].name, ", ".join(p.name for p in found[1:]))
+    return found[0]
 
 
 def safe_path(root: Path, relative: str, what: str) -> Path:
@@ -92,7 +138,8 @@ class FolderClipSet(ClipSet):
         root = Path(self.options["root"]).expanduser()
         if not root.is_dir():
             raise ManifestError(f"clip set {self.name!r}: root {root} is not a folder")
-        manifest = root / self.options.get("manifest", "manifest.csv")
+        manifest = find_manifest(root, self.options.get("manifest"))
+        background = alpha_background(self.options.get("alpha_background"), self.name)
         clips = []
         for row in read_manifest(manifest):
             cid = str(row["id"])
@@ -111,7 +158,7 @@ class FolderClipSet(ClipSet):
             if row.get("tracks"):
                 tracks, vis = load_tracks(safe_path(root, row["tracks"], f"{manifest}: clip {cid!r} tracks"))
             clips.append(Clip(
-                id=cid, prompt=str(row["prompt"]), loader=(lambda p=path: read_video(p)),
+                id=cid, prompt=str(row["prompt"]), loader=(lambda p=path: read_video(p, alpha_background=background)),
                 source_hash=file_digest(path), target_prompt=row.get("target_prompt") or None,
                 tracks=tracks, visibility=vis, meta={"path": str(path)},
             ))

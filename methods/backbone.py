@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from motiongrid.bench.errors import UserError
+
 
 @dataclass
 class Backbone:
@@ -50,7 +52,7 @@ class Backbone:
         raise NotImplementedError
 
 
-class UnknownBackbone(ValueError):
+class UnknownBackbone(UserError, ValueError):
     """A model id whose family no loader serves; the message lists the known ones."""
 
 

@@ -79,7 +79,7 @@ class Delta:
     arrow: str
     tolerance: str
     allowed: float
-    status: str  # regressed | improved | within | not gated
+    status: str  # regressed | improved | within | not gated | not comparable
 
     @property
     def diff(self) -> float:
@@ -112,6 +112,9 @@ class Comparison:
     fixed: list[dict] = field(default_factory=list)        # failed in base, ok in new
     added: int = 0
     notes: list[str] = field(default_factory=list)
+    ignore_settings: bool = False
+    incomparable: dict[str, str] = field(default_factory=dict)  # metric -> its settings that differ
+    changed_clips: list[dict] = field(default_factory=list)     # cells whose clip content differs
 
     @property
     def regressions(self) -> list[Delta]:
@@ -120,7 +123,8 @@ class Comparison:
     @property
     def failing(self) -> bool:
         gated_missing = not self.allow_missing and (self.missing or self.lost_values)
-        return bool(self.regressions or self.failed_now or gated_missing)
+        measured_otherwise = not self.ignore_settings and (self.incomparable or self.changed_clips)
+        return bool(self.regressions or self.failed_now or gated_missing or measured_otherwise)
 
 
 def _tolerance_for(key: str, tolerances: dict[str, Tolerance]) -> Tolerance | None:
@@ -147,8 +151,21 @@ def _status(hib: bool | None, base: float, new: float, tol: Tolerance | None) ->
     return ("improved" if worse < -allowed else "within"), allowed
 
 
+def settings_differences(base: RunData, new: RunData) -> dict[str, str]:
+    """Metrics whose recorded preprocessing differs between the runs (tracker, border, range...),
+    with what differs. Only keys both run.json files record are compared: a key one version of
+    motiongrid adds or drops describes the code, not the measurement."""
+    out = {}
+    for name in [n for n in base.info if n in new.info]:
+        b, n = base.info[name].preprocessing, new.info[name].preprocessing
+        diffs = [f"{k} {b[k]!r} → {n[k]!r}" for k in b if k in n and b[k] != n[k]]
+        if diffs:
+            out[name] = "; ".join(diffs)
+    return out
+
+
 def compare_runs(base: RunData, new: RunData, tolerances: dict[str, Tolerance],
-                 allow_missing: bool = False) -> Comparison:
+                 allow_missing: bool = False, ignore_settings: bool = False) -> Comparison:
     known = set(base.metric_keys) | set(new.metric_keys) | set(base.resource_keys()) | set(new.resource_keys())
     known |= {k.split(".", 1)[0] for k in known}
     unknown = sorted(set(tolerances) - known - {"default"})
@@ -156,7 +173,11 @@ def compare_runs(base: RunData, new: RunData, tolerances: dict[str, Tolerance],
         raise ValueError(f"--tolerance names metrics in neither run: {', '.join(unknown)} "
                          f"(have: {', '.join(sorted(known))})")
 
-    comp = Comparison(base, new, tolerances, allow_missing)
+    comp = Comparison(base, new, tolerances, allow_missing, ignore_settings=ignore_settings,
+                      incomparable=settings_differences(base, new))
+    if ignore_settings:
+        comp.notes += [f"{m}: settings differ ({d}); compared anyway (--ignore-settings)"
+                       for m, d in comp.incomparable.items()]
     key = lambda r: (r["label"], r["clip_id"], r["seed"])  # noqa: E731
     b = {key(r): r for r in base.rows}
     n = {key(r): r for r in new.rows}
@@ -170,6 +191,9 @@ def compare_runs(base: RunData, new: RunData, tolerances: dict[str, Tolerance],
             continue
         if br["clip_hash"] != nr["clip_hash"]:
             comp.notes.append(f"clip {k[1]!r} changed content between runs (hash {br['clip_hash']} → {nr['clip_hash']})")
+            if not ignore_settings:  # another input: its numbers measure something else
+                comp.changed_clips.append(cell)
+                continue
         if br["status"] == "ok" and nr["status"] != "ok":
             comp.failed_now.append({**cell, "reason": nr.get("reason") or ""})
         elif br["status"] != "ok" and nr["status"] == "ok":
@@ -204,12 +228,15 @@ def compare_runs(base: RunData, new: RunData, tolerances: dict[str, Tolerance],
             if math.isnan(mb) or math.isnan(mn):
                 continue
             status, allowed = _status(hib, mb, mn, tol)
+            if k.split(".", 1)[0] in comp.incomparable and not ignore_settings:
+                status, allowed = "not comparable", math.nan
             comp.deltas.append(Delta(lb, k, int(agg_b.at[lb, "n"]), mb, mn, base.metric_info(k).arrow,
                                      str(tol) if tol and hib is not None else "—", allowed, status))
     return comp
 
 
-STATUS_ICON = {"regressed": "🔴 regressed", "improved": "🟢 improved", "within": "⚪ within", "not gated": "· not gated"}
+STATUS_ICON = {"regressed": "🔴 regressed", "improved": "🟢 improved", "within": "⚪ within", "not gated": "· not gated",
+               "not comparable": "🟠 not comparable"}
 
 
 def render_markdown(comp: Comparison) -> str:
@@ -218,11 +245,15 @@ def render_markdown(comp: Comparison) -> str:
     overrides = {k: str(v) for k, v in comp.tolerances.items() if k != "default"}
     ctx = {
         "failing": comp.failing,
+        "verdict": "regression" if comp.regressions or comp.failed_now or (comp.missing or comp.lost_values)
+        and not comp.allow_missing else "not comparable",
         "base": comp.base, "new": comp.new,
         "base_git": (comp.base.run.get("git_sha") or "")[:10], "new_git": (comp.new.run.get("git_sha") or "")[:10],
         "matched": comp.matched, "added": comp.added,
         "regressions": comp.regressions, "failed_now": comp.failed_now, "missing": comp.missing,
         "lost_values": comp.lost_values, "fixed": comp.fixed, "allow_missing": comp.allow_missing,
+        "incomparable": {} if comp.ignore_settings else comp.incomparable,
+        "changed_clips": [] if comp.ignore_settings else comp.changed_clips,
         "default_tolerance": str(comp.tolerances["default"]), "overrides": overrides,
         "deltas": [{"d": d, "base": fmt(d.base), "new": fmt(d.new), "diff": fmt_signed(d.diff),
                     "pct": "" if math.isnan(d.pct) else f"{d.pct:+.2f}%", "status": STATUS_ICON[d.status],

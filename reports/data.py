@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from motiongrid.bench.errors import UserError
 from motiongrid.bench.store import Store, cells_digest
 
 # Resource columns aggregated next to the metrics. They are lower-is-better and, being noisy,
@@ -24,7 +25,7 @@ TIME_PREFIX = "time."
 TIME_TOTAL = "time.total"
 
 
-class RunDirError(ValueError):
+class RunDirError(UserError, ValueError):
     """A run directory that cannot be read; the message names the path and what is wrong."""
 
 

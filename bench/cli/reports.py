@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from motiongrid.bench.cli.common import ExitCode, error
+from motiongrid.bench.cli.common import ExitCode, error, non_negative_int
 from motiongrid.reports.compare import DEFAULT_TOLERANCE, compare_runs, parse_tolerances, render_markdown
 from motiongrid.reports.data import RunDirError, load_run
 from motiongrid.reports.export import FORMATS, export
@@ -23,7 +23,7 @@ def _register_report(subparsers) -> None:
     p.add_argument("--metric", metavar="NAME",
                    help="headline metric for the heatmap and scatter (default: symmetric motion fidelity "
                         "if present, else motion fidelity, else psnr, else the first metric)")
-    p.add_argument("--previews", type=int, default=DEFAULT_PREVIEWS, metavar="N",
+    p.add_argument("--previews", type=non_negative_int, default=DEFAULT_PREVIEWS, metavar="N",
                    help=f"animated previews for the first N clips (default {DEFAULT_PREVIEWS}; 0: none)")
     p.add_argument("--baseline", metavar="LABEL",
                    help=f"label to subtract in the paired-difference table (label − LABEL per clip and seed, "
@@ -59,6 +59,9 @@ def _register_compare(subparsers) -> None:
                         "them gate")
     p.add_argument("--allow-missing", action="store_true",
                    help="do not fail when NEW lacks cells or metric values BASE had (NEW ran a subset)")
+    p.add_argument("--ignore-settings", action="store_true",
+                   help="compare metrics whose recorded preprocessing/settings differ, and cells whose clip "
+                        "content differs (by default they are 'not comparable' and fail the comparison)")
     p.add_argument("--markdown", metavar="OUT",
                    help="also append the Markdown to OUT, created if missing (e.g. \"$GITHUB_STEP_SUMMARY\")")
     p.set_defaults(func=_cmd_compare)
@@ -68,7 +71,8 @@ def _cmd_compare(args) -> int:
     try:
         tolerances = parse_tolerances(args.tolerance)
         base, new = load_run(args.base), load_run(args.new)
-        comp = compare_runs(base, new, tolerances, allow_missing=args.allow_missing)
+        comp = compare_runs(base, new, tolerances, allow_missing=args.allow_missing,
+                            ignore_settings=args.ignore_settings)
     except (RunDirError, ValueError) as exc:
         return error("compare", exc)
     text = render_markdown(comp)

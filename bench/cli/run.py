@@ -4,11 +4,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from motiongrid.bench.cli.common import ExitCode, error, parse_value
+from motiongrid.bench.cli.common import ExitCode, error, parse_value, positive_int
 
 
 def _cmd_run(args) -> int:
     from motiongrid.bench.config import ConfigError, load_config
+    from motiongrid.bench.errors import Interrupted
     from motiongrid.bench.runner import Runner
     from motiongrid.bench.video import VideoError
 
@@ -23,13 +24,26 @@ def _cmd_run(args) -> int:
     runner.prepare()
     for name, reason in runner.unavailable.items():
         print(f"  metric {name}: {reason}")
-    summary = runner.run()
+    try:
+        summary = runner.run()
+    except Interrupted as exc:
+        print(f"motiongrid run: {exc}\n  resume with: {_resume_command(args, out)}", file=sys.stderr)
+        return exc.exit_code
     print(f"done: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already finished "
           f"(results in {out / 'results.sqlite'})")
     if summary.failed:
         print(f"{summary.failed} cells failed; their reasons are stored (motiongrid report {out})", file=sys.stderr)
         return ExitCode.FAILED
     return ExitCode.OK
+
+
+def _resume_command(args, out: Path) -> str:
+    import shlex
+
+    parts = ["motiongrid", "run"] + ([args.config] if args.config else []) + ["--out", str(out)]
+    parts += [f"--limit={args.limit}"] if args.limit else []
+    parts += [f"--device={args.device}"] if args.device else []
+    return shlex.join(parts)
 
 
 def _cmd_clips_list(args) -> int:
@@ -90,7 +104,7 @@ def register(sub) -> None:
                                    "finished cells in --out are skipped, so re-running resumes.")
     p.add_argument("config", nargs="?", help="TOML grid config (default: the embedded default grid)")
     p.add_argument("--out", help="run directory (default: config's `out`, else runs/<name>)")
-    p.add_argument("--limit", type=int, help="keep only the first N clips")
+    p.add_argument("--limit", type=positive_int, help="keep only the first N clips (N >= 1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the config's device")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from motiongrid.bench.cli.common import ExitCode
+from motiongrid.bench.cli.common import ExitCode, positive_int
 
 
 def _cmd_train(args) -> int:
@@ -43,13 +43,13 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="toy_command", required=True, metavar="{train,export,sample}")
     t = sub.add_parser("train", help="train the toy model (resumes from DIR/checkpoint.pt)")
     t.add_argument("--out", required=True, help="run folder (checkpoint.pt, train_log.csv, export/)")
-    t.add_argument("--steps", type=int, default=4000, help="total steps; sets the LR schedule (default 4000, as shipped)")
+    t.add_argument("--steps", type=positive_int, default=4000, help="total steps; sets the LR schedule (default 4000, as shipped)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-minutes", type=float, help="stop (and export) after this many minutes of this invocation")
     t.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from DIR/checkpoint.pt if present (default; --no-resume starts over)")
     t.add_argument("--export", help="also export the final EMA weights into this folder (e.g. methods/toy/checkpoint)")
-    t.add_argument("--threads", type=int, help="torch intra-op threads")
+    t.add_argument("--threads", type=positive_int, help="torch intra-op threads")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_train)
     e = sub.add_parser("export", help="export a run's EMA weights (toy.safetensors, toy.json, log, loss.png)")
@@ -58,7 +58,7 @@ def register(subparsers) -> None:
     e.set_defaults(func=_cmd_export)
     s = sub.add_parser("sample", help="write a PNG strip: reference and generated rows per clip")
     s.add_argument("--out", required=True, help="PNG file")
-    s.add_argument("--clips", type=int, default=3)
+    s.add_argument("--clips", type=positive_int, default=3)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--checkpoint", help="toy.safetensors to use (default: the shipped one)")
     s.set_defaults(func=_cmd_sample)

@@ -4,6 +4,10 @@ from __future__ import annotations
 from motiongrid.bench.cli.common import ExitCode, error
 from motiongrid.bench.weights import WeightsMissing, WeightsOffline, entries, fetch, get, import_dir, locate, verify
 
+# verify() states: the digest matched; present but no digest is known; size/digest/format wrong
+STATUS_STYLE = {"verified": "[green]verified[/green]", "unverified": "[yellow]unverified[/yellow]",
+                "wrong": "[red]WRONG[/red]", "missing": "[red]missing[/red]"}
+
 
 def _fmt_size(n: int | None) -> str:
     if n is None:
@@ -20,19 +24,24 @@ def _cmd_list(args) -> int:
     from rich.table import Table
 
     table = Table(title="motiongrid weights")
+    problems: list[str] = []
     for col in ("name", "status", "location", "size", "sha256", "used by"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col in ("name", "status"))  # greppable
     for entry in entries():
-        path = locate(entry.name)
+        check = verify(entry.name)
+        path = check.path
         shown = path or entry.target()
         size = None
         if path is not None and path.is_file():
             size = path.stat().st_size
-        status = "[green]available[/green]" if path else "[red]missing[/red]"
+        status = STATUS_STYLE[check.state]
+        problems += [f"{entry.name}: {check.detail}"] if check.state == "wrong" else []
         table.add_row(entry.name, status, str(shown), _fmt_size(size if size is not None else entry.size),
                       (entry.sha256[:12] + ("…" if len(entry.sha256) > 12 else "")) if entry.sha256 else "-",
                       ", ".join(entry.used_by))
     Console().print(table)
+    for line in problems:
+        Console().print(line, markup=False)
     if any(locate(e.name) is None for e in entries(load_all=False)):
         Console().print("missing: `motiongrid weights fetch NAME` (network) or `motiongrid weights import DIR`")
     return ExitCode.OK
@@ -67,7 +76,7 @@ def _cmd_verify(args) -> int:
             bad += 1
             continue
         bad += not check.ok
-        print(f"{name}: {'ok' if check.ok else 'FAIL'}: {check.detail}")
+        print(f"{name}: {'ok' if check.ok else 'FAIL'} ({check.state}): {check.detail}")
     return ExitCode.FAILED if bad else ExitCode.OK
 
 
