@@ -41,6 +41,9 @@ class Method:
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")
+        # What generate() wants stored with the cell (JSON-able), e.g. guidance calls made;
+        # the runner clears it before each cell.
+        self.cell_notes: dict = {}
 
     def prepare(self, device: torch.device, weights: Any = None) -> None:
         self.device = device

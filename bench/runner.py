@@ -123,6 +123,13 @@ def _failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{loc}"
 
 
+def json_safe(notes) -> dict:
+    """A method's cell notes as plain JSON (numbers, strings, lists, dicts); anything else as text."""
+    import json
+
+    return json.loads(json.dumps(notes if isinstance(notes, dict) else {"notes": notes}, default=str))
+
+
 def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:120]
 
@@ -255,8 +262,10 @@ class Runner:
         try:
             with meter:
                 method = self._method(v)
+                method.cell_notes = {}
                 with meter.stage("generate"):
                     video = check_output(method.generate(cell.clip, v.params, cell.seed), v)
+                result.notes = json_safe(method.cell_notes)
             artifact = Path("videos") / f"{cell.key}.mp4"
             write_video(video, self.out / artifact)
             result.artifact = str(artifact)

@@ -17,7 +17,9 @@ from motiongrid.bench.errors import StoreError
 
 # Recorded in SQLite's user_version so a later motiongrid can migrate. Stores written before
 # versioning (user_version 0, e.g. ci/baseline) have this same schema: read as version 1.
-SCHEMA_VERSION = 1
+# 2: cells.notes (what a method records about a cell, e.g. MotionFollower's guidance calls);
+# a version-1 store gains the column when opened for writing.
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cells (
@@ -36,6 +38,7 @@ CREATE TABLE IF NOT EXISTS cells (
     peak_memory_mb REAL,
     memory_kind    TEXT,               -- 'cuda_max_allocated' | 'cpu_peak_rss'
     artifact       TEXT,               -- video path relative to the run dir
+    notes          TEXT NOT NULL DEFAULT '{}',  -- JSON: what the method recorded about the cell
     finished_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 
@@ -53,7 +56,7 @@ CREATE TABLE IF NOT EXISTS set_metrics (
 );
 """
 
-JSON_COLUMNS = ("params", "metrics", "metric_errors", "timings")
+JSON_COLUMNS = ("params", "metrics", "metric_errors", "timings", "notes")
 
 
 @dataclass
@@ -73,6 +76,7 @@ class CellResult:
     peak_memory_mb: float | None = None
     memory_kind: str | None = None
     artifact: str | None = None
+    notes: dict = field(default_factory=dict)
 
 
 def cells_digest(keys) -> str:
@@ -102,11 +106,15 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(self.path, timeout=30)
             # checked before anything is written: a foreign file must stay as it is
-            if self._check_version() == 0:
-                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            version = self._check_version()
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(SCHEMA)
+            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(cells)")}
+            if "notes" not in columns:   # migrate a version 0/1 store
+                self.conn.execute("ALTER TABLE cells ADD COLUMN notes TEXT NOT NULL DEFAULT '{}'")
+            if version < SCHEMA_VERSION:
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.conn.row_factory = sqlite3.Row
 
     def _check_version(self, readonly: bool = False) -> int:
@@ -176,7 +184,7 @@ class Store:
         for r in self.conn.execute("SELECT * FROM cells ORDER BY method, label, clip_id, seed"):
             d = dict(r)
             for col in JSON_COLUMNS:
-                d[col] = json.loads(d[col])
+                d[col] = json.loads(d.get(col) or "{}")
             out.append(d)
         return out
 

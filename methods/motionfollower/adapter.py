@@ -31,8 +31,10 @@ class MotionFollowerParams(Params):
     cfg: float | None = Field(None, ge=0, description="v_u + cfg·(v_c − v_u); None = the backbone's default (released 3.5)")
     steps: int | None = Field(None, ge=2, description="DDIM steps; None = the backbone's default (released 50)")
     frames: int | None = Field(None, ge=1, description="edit the first N frames; None = all (the model's length)")
-    estimator: Literal["released", "shared"] = Field("released", description="guidance features from the base UNet as released, or the denoiser's weights")
-    mask_roles: Literal["released", "dragon"] = Field("released", description="content/contrast mask roles: as released, or DragonDiffusion's")
+    estimator: Literal["released", "shared"] = Field(
+        "released", description="guidance features from the base UNet as released, or the denoiser's weights")
+    mask_roles: Literal["released", "dragon"] = Field(
+        "released", description="content/contrast mask roles: as released, or DragonDiffusion's")
 
     @field_validator("model")
     @classmethod
@@ -74,7 +76,6 @@ class MotionFollower(Method):
     def __init__(self) -> None:
         super().__init__()
         self.backbones: dict[str, EditBackbone] = {}
-        self.cell_notes: dict = {}
 
     def backbone(self, model: str) -> EditBackbone:
         if model not in self.backbones:

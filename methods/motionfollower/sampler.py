@@ -236,7 +236,9 @@ class EditSampler:
                                              inp.estimator_reference, FEATURE_BLOCKS)
         return cache[i]
 
-    def guidance(self, x: torch.Tensor, t: int, R: list[torch.Tensor], inp: EditInputsOnDevice, info: dict) -> torch.Tensor:
+    def guidance(self, x: torch.Tensor, t: int, R: list[torch.Tensor], inp: EditInputsOnDevice, info: dict,
+                 only: frozenset[str] | None = None) -> torch.Tensor:
+        """g for one step (module doc); ``only`` keeps just those terms (tests check each)."""
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             E = up_block_features(self._estimator_unet(), x, t, inp.context, inp.target_pose, inp.estimator_reference,
@@ -248,6 +250,8 @@ class EditSampler:
             for k, n in dropped.items():
                 info["dropped_frame_terms"][k] = info["dropped_frame_terms"].get(k, 0) + n
             scale = 1000.0 * self.energy_scale
+            if only is not None:
+                terms = {k: (v if k in only else v.detach() * 0) for k, v in terms.items()}
             fg = terms["fg"] * scale
             bg = (terms["content"] + terms["contrast"] + terms["inpaint"]) * scale
             g_fg = torch.autograd.grad(fg, x, retain_graph=True, allow_unused=True)[0] if fg.requires_grad else None
@@ -256,7 +260,7 @@ class EditSampler:
         zero = torch.zeros_like(x)
         g_fg = zero if g_fg is None else g_fg.detach()
         g_bg = zero if g_bg is None else g_bg.detach()
-        info["energy"].append({k: float(v) for k, v in terms.items()})
+        info["energy"].append({k: float(v.detach()) for k, v in terms.items()})
         return GRADIENT_WEIGHT * (g_fg * t_lat + g_bg * (1 - t_lat))
 
     @staticmethod

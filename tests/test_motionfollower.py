@@ -1,0 +1,323 @@
+"""MotionFollower: the released schedule, each guidance term's descent, the editing branch
+against the reconstruction branch, where the controllers enter the UNet, the early-stopped
+estimator, released-format checkpoints through the key conversion, and missing weights."""
+from __future__ import annotations
+
+import math
+import textwrap
+
+import pytest
+import torch
+from tiny_models import toy_edit_backbone
+
+from motiongrid.datasets.shapes import ShapesClipSet
+from motiongrid.methods.motionfollower.hooks import controlled, up_block_features
+from motiongrid.methods.motionfollower.sampler import (
+    EditInputsOnDevice,
+    EditSampler,
+    EditSchedule,
+    _masks_at,
+    _upsampled,
+    ddim_update,
+    edit_energy,
+    timesteps,
+)
+
+
+@pytest.fixture(scope="module")
+def bb():
+    return toy_edit_backbone()
+
+
+@pytest.fixture(scope="module")
+def case():
+    return ShapesClipSet(preset="edit", seed=1000, count=1).load()[0]
+
+
+def inputs(bb, clip, same_poses=False) -> EditInputsOnDevice:
+    raw = clip.edit.inputs(clip)
+    with torch.no_grad():
+        src = bb.pose_features(raw.source_poses)
+        return EditInputsOnDevice(bb.context(clip.frames, clip.prompt), src,
+                                  src if same_poses else bb.pose_features(raw.target_poses),
+                                  bb.reference_features(clip.frames), bb.reference_features(clip.frames, estimator=True),
+                                  raw.source_masks, raw.target_masks)
+
+
+# ---- schedule ---------------------------------------------------------------------------------
+
+def test_released_schedule_sets():
+    s = EditSchedule.released(50)
+    assert s.guided == set(range(10)) | set(range(10, 30, 2)) and len(s.guided) == 20
+    assert s.replay == {22: 3, 24: 3, 26: 3, 28: 3}
+    assert len(s.guided) + sum(n - 1 for n in s.replay.values()) == 28          # guidance calls
+    assert s.sde == set(range(11, 20))
+    # at 25 steps step i plays released step 2i
+    s25 = EditSchedule.released(25)
+    assert s25.guided == set(range(15)) and s25.replay == {11: 3, 12: 3, 13: 3, 14: 3} and s25.sde == {6, 7, 8, 9}
+    assert EditSchedule.released(50, guided=[0, 22]).replay == {22: 3}      # replays only where guided
+    with pytest.raises(ValueError, match="outside"):
+        EditSchedule.released(25, guided=[30])
+
+
+def test_released_timesteps_are_trailing(bb):
+    from diffusers import DDIMScheduler
+
+    from motiongrid.methods.motionfollower.real import SCHEDULER_CONFIG
+
+    plan = timesteps(DDIMScheduler(**SCHEDULER_CONFIG), 50)
+    assert [t for t, _ in plan] == [999 - 20 * i for i in range(50)]
+    assert all(prev == t - 20 for t, prev in plan)
+
+
+# ---- guidance --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("term", ["fg", "content", "contrast", "inpaint"])
+def test_each_guidance_term_lowers_its_own_energy(bb, case, term):
+    """One released update with only this term's gradient moves the latent so that the term
+    drops; flipping the sign of the gradient or of the update raises it instead."""
+    inp = inputs(bb, case)
+    plan = timesteps(bb.scheduler, 25)
+    i = 4
+    t, prev = plan[i]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn((1, *bb.latent_shape()), generator=gen)
+    recon = x + 0.3 * torch.randn(x.shape, generator=gen)
+    sampler = EditSampler(bb, 25, 1.0, 4.0, EditSchedule.released(25), "shared", "released")
+    with torch.no_grad():
+        R = up_block_features(bb.unet, recon, t, inp.context, inp.source_pose, inp.estimator_reference)
+        v = bb.unet(x, t, encoder_hidden_states=inp.context).sample
+
+    def energy(latent):
+        with torch.no_grad():
+            E = _upsampled(up_block_features(bb.unet, latent, t, inp.context, inp.target_pose, inp.estimator_reference))
+        size = E[-1].shape[-2:]
+        terms, _ = edit_energy(E, _upsampled(R), _masks_at(inp.source_masks, size), _masks_at(inp.target_masks, size))
+        return float(terms[term])
+
+    info = {"dropped_frame_terms": {}, "energy": []}
+    g = sampler.guidance(x, t, R, inp, info, only=frozenset({term}))
+    assert g.abs().sum() > 0
+    move = ddim_update(x, v, t, prev, bb.scheduler, g) - ddim_update(x, v, t, prev, bb.scheduler, None)
+    step = move * (1e-3 / float(move.abs().max()))
+    before = energy(x)
+    assert energy(x + step) < before < energy(x - step)
+
+
+def test_empty_mask_regions_drop_frames_never_nan():
+    E = [torch.randn(3, 4, 6, 6), torch.randn(3, 2, 6, 6)]
+    R = [e + 0.1 * torch.randn_like(e) for e in E]
+    S = torch.zeros(3, 6, 6, dtype=torch.bool)
+    S[:, 1:3, 1:3] = True
+    T = S.clone()                      # frames where the subject does not move: S∧¬T is empty
+    T[2] = False                       # and one frame with an empty target mask
+    terms, dropped = edit_energy(E, R, S, T)
+    assert all(math.isfinite(float(v)) for v in terms.values())
+    assert dropped["content"] == 2 * 2 and dropped["inpaint"] == 2 * 2    # S∧¬T empty in frames 0, 1; 2 levels
+    assert dropped["fg"] == 2 and dropped["contrast"] == 0                # T empty in frame 2
+    only_static, d2 = edit_energy(E, R, S, S.clone())                     # S∧¬T empty everywhere
+    assert float(only_static["content"]) == 0.0 and d2["content"] == 6    # no frame left: the term is 0
+
+
+def test_mask_roles_swap_content_and_contrast_regions():
+    R = [torch.randn(1, 8, 4, 4)]
+    E = [R[0].clone()]
+    S = torch.zeros(1, 4, 4, dtype=torch.bool)
+    T = torch.zeros(1, 4, 4, dtype=torch.bool)
+    S[0, :2] = True                    # rows 0-1: vacated (S∧¬T); rows 2-3: untouched (¬S∧¬T)
+    E[0][0, :, :2] = -R[0][0, :, :2]   # vacated region looks opposite, untouched identical
+    released, _ = edit_energy(E, R, S, T, "released")
+    dragon, _ = edit_energy(E, R, S, T, "dragon")
+    # released: content over vacated (cos -1), contrast over untouched ((1+1)/2 = 1)
+    assert float(released["content"]) == pytest.approx(0.5 * 6 / (1 - 4))
+    assert float(released["contrast"]) == pytest.approx(0.5 * 1.2 * 1.0)
+    # dragon: content over untouched (cos 1), contrast over vacated ((1-1)/2 = 0)
+    assert float(dragon["content"]) == pytest.approx(0.5 * 6 / 5)
+    assert float(dragon["contrast"]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_editing_branch_equals_reconstruction_with_source_poses_and_no_guidance(bb, case):
+    inp = inputs(bb, case, same_poses=True)
+    plain = EditSchedule(8, frozenset(), frozenset(), {})
+    gen = torch.Generator().manual_seed(3)
+    x_T = torch.randn((1, *bb.latent_shape()), generator=gen)
+    out = EditSampler(bb, 8, 1.0, 0.0, plain).run(x_T, inp, gen)
+    assert torch.equal(out.video, out.reconstruction)
+    # ... and target poses change it (the test above is not vacuous)
+    moved = EditSampler(bb, 8, 1.0, 0.0, plain).run(x_T, inputs(bb, case), torch.Generator().manual_seed(3))
+    assert not torch.equal(moved.video, moved.reconstruction)
+
+
+# ---- where the controllers enter ---------------------------------------------------------------
+
+def test_estimator_stopped_early_equals_full_forward(bb, case):
+    inp = inputs(bb, case)
+    x = torch.randn((1, *bb.latent_shape()), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        early = up_block_features(bb.unet, x, 500, inp.context, inp.target_pose, inp.reference, stop=True)
+        full = up_block_features(bb.unet, x, 500, inp.context, inp.target_pose, inp.reference, stop=False)
+    assert [f.shape for f in early] == [f.shape for f in full]
+    assert all(torch.equal(a, b) for a, b in zip(early, full))
+
+
+@pytest.mark.parametrize("block", [0, 1, 2])
+def test_reference_feature_is_added_before_the_blocks_motion_module(bb, case, block):
+    """At down block i's last motion module, the input differs by exactly ReCtr's feature i:
+    the feature enters after the last spatial layer and before the motion module."""
+    inp = inputs(bb, case)
+    x = torch.randn((1, *bb.latent_shape()), generator=torch.Generator().manual_seed(2))
+    seen = []
+    module = bb.unet.down_blocks[block].motion_modules[-1]
+    handle = module.register_forward_pre_hook(lambda m, args, kwargs: seen.append(args[0].clone()), with_kwargs=True)
+    only = [f if k == block else torch.zeros_like(f) for k, f in enumerate(inp.reference)]
+    try:
+        with torch.no_grad():
+            with controlled(bb.unet, None, [torch.zeros_like(f) for f in inp.reference]):
+                bb.unet(x, 500, encoder_hidden_states=inp.context)
+            with controlled(bb.unet, None, only):
+                bb.unet(x, 500, encoder_hidden_states=inp.context)
+    finally:
+        handle.remove()
+    assert torch.allclose(seen[1] - seen[0], inp.reference[block], atol=1e-5)
+
+
+def test_pose_feature_is_added_to_conv_in_output(bb, case):
+    inp = inputs(bb, case)
+    x = torch.randn((1, *bb.latent_shape()), generator=torch.Generator().manual_seed(4))
+    seen = []
+    handle = bb.unet.down_blocks[0].register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs.get("hidden_states", args[0] if args else None).clone()), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            bb.unet(x, 500, encoder_hidden_states=inp.context)
+            with controlled(bb.unet, inp.target_pose, None):
+                bb.unet(x, 500, encoder_hidden_states=inp.context)
+    finally:
+        handle.remove()
+    assert torch.allclose(seen[1] - seen[0], inp.target_pose, atol=1e-5)
+
+
+# ---- released-format checkpoints -------------------------------------------------------------
+
+def released_motion_name(key: str) -> str:
+    """diffusers -> the released (AnimateDiff v2 / AnimateAnyone) name of a motion-module key,
+    written out from the released module layout."""
+    import re
+
+    if ".motion_modules." not in key:
+        return key
+    key = re.sub(r"(\.motion_modules\.\d+)\.", r"\1.temporal_transformer.", key)
+    key = re.sub(r"\.attn(\d)\.pos_embed\.pe$", lambda m: f".attention_blocks.{int(m.group(1)) - 1}.pos_encoder.pe", key)
+    key = re.sub(r"\.attn(\d)\.", lambda m: f".attention_blocks.{int(m.group(1)) - 1}.", key)
+    key = re.sub(r"\.norm([12])\.", lambda m: f".norms.{int(m.group(1)) - 1}.", key)
+    return key.replace(".norm3.", ".ff_norm.")
+
+
+def test_released_key_names_convert():
+    from motiongrid.methods.motionfollower.real import convert_unet_key
+
+    pairs = {
+        "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.to_q.weight":
+            "down_blocks.0.motion_modules.0.transformer_blocks.0.attn1.to_q.weight",
+        "down_blocks.0.motion_modules.1.temporal_transformer.transformer_blocks.0.attention_blocks.1.pos_encoder.pe":
+            "down_blocks.0.motion_modules.1.transformer_blocks.0.attn2.pos_embed.pe",
+        "up_blocks.3.motion_modules.2.temporal_transformer.transformer_blocks.0.ff_norm.weight":
+            "up_blocks.3.motion_modules.2.transformer_blocks.0.norm3.weight",
+        "mid_block.motion_modules.0.temporal_transformer.transformer_blocks.0.norms.1.bias":
+            "mid_block.motion_modules.0.transformer_blocks.0.norm2.bias",
+        "mid_block.motion_modules.0.temporal_transformer.proj_in.weight": "mid_block.motion_modules.0.proj_in.weight",
+        "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight":
+            "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight",     # spatial: unchanged
+    }
+    for released, ours in pairs.items():
+        assert convert_unet_key(released) == ours
+        assert released_motion_name(ours) == released
+
+
+def _tiny_unet2d(tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=2,
+                                block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
+                                norm_num_groups=8, attention_head_dim=4)
+    unet.save_pretrained(tmp_path / "base" / "unet")
+    return unet
+
+
+ADAPTER = {"motion_norm_num_groups": 8, "motion_num_attention_heads": 2}
+
+
+def test_released_format_checkpoints_load_through_the_conversion_strictly(tmp_path):
+    from motiongrid.methods.motionfollower.controllers import KeyConversionError, PoseController, load_strict, reference_controller
+    from motiongrid.methods.motionfollower.real import build_unet, load_released_unets
+
+    unet2d = _tiny_unet2d(tmp_path)
+    torch.manual_seed(1)
+    trained = build_unet(unet2d, ADAPTER)                 # stands in for the fine-tuned denoiser
+    for p in trained.parameters():
+        p.data.normal_()
+    ref = reference_controller((16, 32), num_res_blocks=2, downscale_factor=8)
+    state = trained.state_dict()
+    motion = {released_motion_name(k): v for k, v in state.items() if ".motion_modules." in k}
+    spatial = {k: v for k, v in state.items() if ".motion_modules." not in k}
+    released_ref = {}
+    for k, v in ref.state_dict().items():   # adapter.body.{i}.resnets.{j}.X -> appearance_adapter.body.{2i+j}.X
+        import re
+
+        m = re.fullmatch(r"adapter\.body\.(\d+)\.resnets\.(\d+)\.(.*)", k)
+        n = re.fullmatch(r"adapter\.body\.(\d+)\.in_conv\.(.*)", k)
+        name = (f"appearance_adapter.body.{2 * int(m.group(1)) + int(m.group(2))}.{m.group(3)}" if m else
+                f"appearance_adapter.body.{2 * int(n.group(1))}.in_conv.{n.group(2)}" if n else
+                "appearance_adapter." + k[len("adapter."):])
+        released_ref[name] = v
+    torch.save(motion, tmp_path / "motion_module.pth")
+    torch.save({**spatial, **released_ref}, tmp_path / "denoising_unet.pth")
+    denoiser, base, got_ref = load_released_unets(tmp_path / "base", tmp_path / "denoising_unet.pth",
+                                                  tmp_path / "motion_module.pth", adapter_config=ADAPTER)
+    assert all(torch.equal(denoiser.state_dict()[k], v) for k, v in state.items())
+    assert all(torch.equal(got_ref.state_dict()[k], v) for k, v in ref.state_dict().items())
+    # the base keeps the image-variation spatial weights, with the released motion modules
+    k_sp = next(k for k in spatial if "attn1.to_q" in k)
+    assert torch.equal(base.state_dict()[k_sp], unet2d.state_dict()[k_sp])
+    k_mm = next(k for k in state if ".motion_modules." in k and k.endswith("to_q.weight"))
+    assert torch.equal(base.state_dict()[k_mm], state[k_mm])
+    # a key the conversion does not know is reported, never silently dropped
+    torch.save({**spatial, **released_ref, "down_blocks.0.attentions.0.transformer_blocks.0.attn_temp.to_q.weight": torch.zeros(1)},
+               tmp_path / "extra.pth")
+    with pytest.raises(KeyConversionError, match="1 leftover keys.*attn_temp"):
+        load_released_unets(tmp_path / "base", tmp_path / "extra.pth", tmp_path / "motion_module.pth", adapter_config=ADAPTER)
+    # PoCtr: the released names are ours
+    pose = PoseController(320)
+    saved = {k: torch.randn_like(v) for k, v in pose.state_dict().items()}
+    fresh = PoseController(320)
+    load_strict(fresh, saved, "poctr.pth")
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in saved.items())
+    assert sum(p.numel() for p in fresh.parameters()) == pytest.approx(1.1e6, rel=0.1)   # "~1.1 M parameters"
+
+
+def test_released_model_without_weights_fails_its_cells_with_the_import_command(isolated, tmp_path):
+    from motiongrid.bench.config import load_config
+    from motiongrid.bench.runner import Runner
+    from motiongrid.bench.store import Store
+
+    path = tmp_path / "grid.toml"
+    path.write_text(textwrap.dedent("""
+        seeds = [0]
+        metrics = ["psnr"]
+        [clips]
+        set = "shapes"
+        options = { preset = "edit", seed = 1000, count = 1 }
+        [[methods]]
+        name = "motionfollower"
+        [[methods]]
+        name = "source"
+    """))
+    cfg, src = load_config(path)
+    summary = Runner(cfg, src, tmp_path / "run", device="cpu", progress=False).run()
+    assert (summary.ok, summary.failed) == (1, 1)
+    rows = {r["label"]: r for r in Store(tmp_path / "run" / "results.sqlite").rows()}
+    reason = rows["motionfollower"]["reason"]
+    for file in ("denoising_unet.pth", "poctr.pth", "motion_module.pth"):
+        assert file in reason
+    assert "1yWRNmd4-vbJfV1Ji_zhpNSwNpuJVat7o" in reason and "motiongrid weights import DIR" in reason
