@@ -185,7 +185,9 @@ def test_pose_feature_is_added_to_conv_in_output(bb, case):
     inp = inputs(bb, case)
     x = torch.randn((1, *bb.latent_shape()), generator=torch.Generator().manual_seed(4))
     seen = []
-    handle = bb.unet.down_blocks[0].register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs.get("hidden_states", args[0] if args else None).clone()), with_kwargs=True)
+    def grab(module, args, kwargs):
+        seen.append(kwargs.get("hidden_states", args[0] if args else None).clone())
+    handle = bb.unet.down_blocks[0].register_forward_pre_hook(grab, with_kwargs=True)
     try:
         with torch.no_grad():
             bb.unet(x, 500, encoder_hidden_states=inp.context)
