@@ -39,7 +39,7 @@ class MotionFollowerParams(Params):
     @field_validator("model")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in MODELS:
+        if value not in MODELS and not value.startswith("test:"):
             raise ValueError(f"unknown MotionFollower model {value!r}; known: {list(MODELS)}")
         return value
 
@@ -76,6 +76,10 @@ class MotionFollower(Method):
     def __init__(self) -> None:
         super().__init__()
         self.backbones: dict[str, EditBackbone] = {}
+
+    def use_backbone(self, model: str, backbone: EditBackbone) -> None:
+        """Use an already loaded backbone for ``model`` (evaluation scripts, tests)."""
+        self.backbones[model] = backbone
 
     def backbone(self, model: str) -> EditBackbone:
         if model not in self.backbones:
@@ -116,6 +120,7 @@ class MotionFollower(Method):
         x_T = torch.randn(bb.latent_shape(), generator=generator)[None].to(**dev)
         result = sampler.run(x_T, inp, generator)
         out = _fit(result.video, tuple(clip.frames.shape[-2:]))
+        self.last_reconstruction = result.reconstruction
         self.cell_notes = {"guidance_calls": result.info["guidance_calls"],
                            "dropped_frame_terms": result.info["dropped_frame_terms"],
                            "reconstruction_psnr": round(psnr(result.reconstruction, source.cpu()), 3)}
