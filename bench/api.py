@@ -4,19 +4,10 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from motiongrid.bench.clip import Clip
+from motiongrid.bench.params import NoParams, Params
 from motiongrid.bench.video import Video
-
-
-class Params(BaseModel):
-    """Base for a method's typed parameters; unknown keys and wrong types are errors."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NoParams(Params):
-    pass
 
 
 class Method:

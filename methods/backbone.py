@@ -17,8 +17,10 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # annotations only: validating a model id (configs, listings) imports no torch
+    import torch
 
 
 @dataclass
