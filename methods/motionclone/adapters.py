@@ -2,14 +2,18 @@
 reference's motion representation; parameters are in ``params``, the algorithm in ``guidance``."""
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import torch
 
+from motiongrid.bench import __version__
 from motiongrid.bench.api import Method
 from motiongrid.bench.cache import FeatureCache
 from motiongrid.bench.clip import Clip
+from motiongrid.bench.fingerprint import memo
 from motiongrid.bench.registry import methods
 from motiongrid.bench.video import Video
-from motiongrid.methods.backbone import Backbone, load_backbone
+from motiongrid.methods.backbone import Backbone, BackboneSpec, backbone_spec, load_backbone
 from motiongrid.methods.motionclone.guidance import (
     CALIBRATED_WEIGHTS,
     DEFAULT_WEIGHTS,
@@ -43,6 +47,9 @@ class _BackboneMethod(Method):
     def prepare(self, device: torch.device, weights=None) -> None:
         self.device = torch.device(device)
 
+    def load(self, params: SamplerParams) -> None:
+        self.backbone(params.model)
+
     def use_backbone(self, bb: Backbone) -> None:
         """Serve ``bb`` for its model id (e.g. a toy checkpoint loaded from another path)."""
         self._backbones[(bb.model_id, str(self.device))] = bb
@@ -54,10 +61,21 @@ class _BackboneMethod(Method):
         return self._backbones[key]
 
     def fingerprint(self, params: SamplerParams) -> dict:
-        """The weights' identity plus the resolved sampler defaults (they change the video)."""
-        bb = self.backbone(params.model)
+        """The weights' identity plus the resolved sampler defaults (they change the video),
+        without loading the weights: from the backbone's spec unless it is loaded already. The
+        settings are memoised by everything they depend on, so a re-run imports no diffusers."""
+        bb = self._backbones.get((params.model, str(self.device))) or backbone_spec(params.model, self.device)
+        if not isinstance(bb, BackboneSpec):
+            return {**bb.fingerprint, **self.sampler_fingerprint(bb, params)}
+        inputs = {"method": f"{type(self).__module__}.{type(self).__qualname__}",
+                  "params": params.model_dump(mode="json"), "backbone": bb.fingerprint,
+                  "scheduler": bb.scheduler_config, "motiongrid": __version__, "diffusers": version("diffusers"),
+                  "defaults": [bb.default_steps, bb.default_cfg, bb.default_negative_prompt, bb.default_preset]}
+        return {**bb.fingerprint, **memo("sampler-settings", inputs, lambda: self.sampler_fingerprint(bb, params))}
+
+    def sampler_fingerprint(self, bb: Backbone | BackboneSpec, params: SamplerParams) -> dict:
         steps, cfg, negative = self.sampler_settings(bb, params)
-        return {**bb.fingerprint, "steps": steps, "cfg": cfg, "negative_prompt": negative,
+        return {"steps": steps, "cfg": cfg, "negative_prompt": negative,
                 "schedule": self.schedule(bb, params).describe()}
 
     @staticmethod
