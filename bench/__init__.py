@@ -15,7 +15,7 @@ __version__ = "0.2.0"
 
 # public name -> module (inside motiongrid.bench) that defines it
 _EXPORTS = {
-    "Method": "api", "Metric": "api", "ClipSet": "api", "Params": "api", "NoParams": "api",
+    "Method": "api", "Metric": "api", "ClipSet": "api", "Params": "params", "NoParams": "params",
     "MetricUnavailable": "api",
     "Video": "video", "VideoError": "video",
     "Clip": "clip",

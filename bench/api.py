@@ -5,19 +5,10 @@ from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from motiongrid.bench.clip import Clip
+from motiongrid.bench.params import NoParams, Params
 from motiongrid.bench.video import Video
-
-
-class Params(BaseModel):
-    """Base for a method's typed parameters; unknown keys and wrong types are errors."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NoParams(Params):
-    pass
 
 
 class Method:
@@ -52,9 +43,15 @@ class Method:
         raise NotImplementedError
 
     # Optional: the things that make this method's output depend on loaded weights, for the
-    # cell key and run.json (e.g. {"model": "toy", "sha256": ...}).
+    # cell key and run.json (e.g. {"model": "toy", "sha256": ...}). Called before ``prepare``
+    # (``self.device`` is set) and must not load weights: keys of a finished grid need no model.
     def fingerprint(self, params: Params) -> dict:
         return {}
+
+    # Optional: load what generating with ``params`` needs; called after ``prepare``, before the
+    # first cell with these params that needs generating, outside cell timings.
+    def load(self, params: Params) -> None:
+        pass
 
 
 class MetricUnavailable(RuntimeError):

@@ -164,21 +164,23 @@ class Runner:
         self.cells: list[Cell] = []          # keyed once the methods are prepared (run)
         self._prepared = False
         self.prepared: dict[str, Method | BaseException] = {}
-        self.method_info: dict[str, dict] = {}
+        self.method_info: dict[str, dict] = {}   # methods loaded in this invocation: load time
+        self._loaded: set[str] = set()            # variant labels whose models are loaded
 
     def prepare_methods(self) -> None:
-        """Load each method once; its weights' fingerprint goes into every cell key. A method
-        that fails to load fails its cells (with the reason), never the run."""
+        """Key every cell without loading any model: each method's fingerprint (its weights'
+        identity, which goes into every cell key) comes from ``fingerprint`` on an instance
+        that is not prepared yet. Models load in ``_method``, for the first cell that needs
+        generating, so re-running a finished grid loads none. A method that fails to construct
+        fails its cells (with the reason), never the run."""
         for name in dict.fromkeys(v.method for v in self.variants):
             cls = next(v.method_cls for v in self.variants if v.method == name)
-            start = time.perf_counter()
             try:
                 method = cls()
-                method.prepare(self.device, None)
+                method.device = self.device   # fingerprints may depend on it (e.g. fp16 on CUDA)
                 self.prepared[name] = method
             except Exception as exc:
                 self.prepared[name] = exc
-            self.method_info[name] = {"load_s": round(time.perf_counter() - start, 3)}
         fingerprints = {}
         for v in self.variants:
             method = self.prepared[v.method]
@@ -192,8 +194,8 @@ class Runner:
         self.cells = expand_cells(self.variants, self.clips, self.config.seeds, self.metric_spec, fingerprints)
 
     def prepare(self) -> None:
-        """Load methods and metrics once (before any cell); what fails to load is recorded
-        (methods: their cells fail; metrics: unavailable), never raised."""
+        """Key the cells (loading no model) and load metrics once, before any cell; what
+        fails is recorded (methods: their cells fail; metrics: unavailable), never raised."""
         if self._prepared:
             return
         self.prepare_methods()
@@ -216,6 +218,7 @@ class Runner:
                 for cell in todo:
                     if stop.signum is not None:
                         break
+                    self._load(cell.variant)
                     result = self._run_cell(cell)
                     self._store(store, result, stored=ok + failed)
                     ok += result.status == "ok"
@@ -252,6 +255,28 @@ class Runner:
         if "unavailable" in fingerprint:
             raise RuntimeError(fingerprint["unavailable"])
         return method
+
+    def _load(self, variant: MethodVariant) -> None:
+        """Before the first cell of ``variant`` that needs generating (outside cell timings):
+        prepare its method once, then let it load what these params need. A failure is kept
+        and fails the cells (``_method`` / ``generate`` raise it again), never the run."""
+        if variant.label in self._loaded:
+            return
+        self._loaded.add(variant.label)
+        start = time.perf_counter()
+        method = self.prepared[variant.method]
+        if variant.method not in self.method_info and not isinstance(method, BaseException):
+            try:
+                method.prepare(self.device, None)
+            except Exception as exc:
+                self.prepared[variant.method] = method = exc
+        if not isinstance(method, BaseException) and "unavailable" not in self.fingerprints[variant.label]:
+            try:
+                method.load(variant.params)
+            except Exception:
+                log.debug("load of %s failed; its cells will say why", variant.label, exc_info=True)
+        info = self.method_info.setdefault(variant.method, {"load_s": 0.0})
+        info["load_s"] = round(info["load_s"] + time.perf_counter() - start, 3)
 
     def _run_cell(self, cell: Cell) -> CellResult:
         v = cell.variant

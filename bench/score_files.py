@@ -28,24 +28,21 @@ import csv
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import yaml
 
-from motiongrid.bench.api import AlignmentError
-from motiongrid.bench.clip import Clip, file_digest, load_tracks
 from motiongrid.bench.errors import UserError
 from motiongrid.bench.registry import UnknownName
 from motiongrid.bench.registry import metrics as metric_registry
-from motiongrid.bench.scoring import (
-    DeviceError,
-    build_metrics,
-    mean_values,
-    prepare_metrics,
-    resolve_device,
-    score_video,
-)
-from motiongrid.bench.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoError, read_video
+
+if TYPE_CHECKING:
+    import torch
+
+    from motiongrid.bench.clip import Clip
+
+# torch and the modules that import it are imported inside the functions that use them, so the
+# CLI can read RESAMPLE_MODES and this docstring to build its parser without importing torch.
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +56,15 @@ class ScoreError(UserError, ValueError):
 # ---- inputs ----------------------------------------------------------------------------------
 
 def _is_frame_folder(path: Path) -> bool:
+    from motiongrid.bench.video import IMAGE_SUFFIXES
+
     return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir() if p.is_file())
 
 
 def discover(path: Path, side: str) -> dict[str, Path]:
     """stem -> video path (file or frame folder) under ``path``."""
+    from motiongrid.bench.video import VIDEO_SUFFIXES
+
     if not path.exists():
         raise ScoreError(f"--{side} {path}: not found")
     if path.is_file():
@@ -138,6 +139,8 @@ def load_prompts(path: Path | None, reference_root: Path, pairs) -> dict[str, st
 
 
 def load_tracks_beside(video: Path) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    from motiongrid.bench.clip import load_tracks
+
     base = video if video.is_dir() else video.with_suffix("")
     for cand in (base.parent / f"{base.name}.tracks.npz", base.parent / f"{base.name}.npz"):
         if cand.is_file():
@@ -146,6 +149,9 @@ def load_tracks_beside(video: Path) -> tuple[torch.Tensor | None, torch.Tensor |
 
 
 def reference_clip(stem: str, path: Path, prompt: str) -> Clip:
+    from motiongrid.bench.clip import Clip, file_digest
+    from motiongrid.bench.video import read_video
+
     tracks, vis = load_tracks_beside(path)
     return Clip(id=stem, prompt=prompt, loader=lambda p=path: read_video(p), source_hash=file_digest(path),
                 tracks=tracks, visibility=vis, meta={"path": str(path)})
@@ -157,6 +163,17 @@ def run_score(reference: Path, generated: Path, metric_names: list[str] | None =
               prompts: Path | None = None, tracker: str = "auto", resample: str | None = None,
               device: str = "cpu", cache_dir: str | None = None, cache: bool = True) -> dict:
     """Score every matched pair; returns the JSON-ready result (see module doc)."""
+    from motiongrid.bench.api import AlignmentError
+    from motiongrid.bench.scoring import (
+        DeviceError,
+        build_metrics,
+        mean_values,
+        prepare_metrics,
+        resolve_device,
+        score_video,
+    )
+    from motiongrid.bench.video import VideoError, read_video
+
     pairs = pair_up(discover(Path(reference), "reference"), discover(Path(generated), "generated"))
     prompt_map = load_prompts(Path(prompts) if prompts else None, Path(reference), pairs)
     names = metric_names or metric_registry.names()

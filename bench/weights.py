@@ -29,6 +29,7 @@ import os
 import platform
 import shutil
 import socket
+import sys
 import tempfile
 import urllib.parse
 import urllib.request
@@ -158,10 +159,16 @@ def weights_home() -> Path:
 
 
 def torch_hub_dir() -> Path:
-    """torch.hub's folder, resolved the way torch does it (TORCH_HOME read at call time)."""
-    import torch.hub
+    """torch.hub's folder, resolved the way torch does it (TORCH_HOME read at call time).
+    Without importing torch when it is not loaded yet (listing weights stays quick); once it
+    is, torch's own answer (``torch.hub.set_dir`` may have moved it)."""
+    if "torch" in sys.modules:
+        import torch.hub
 
-    return Path(torch.hub.get_dir())
+        return Path(torch.hub.get_dir())
+    # torch.hub._get_torch_home(): $TORCH_HOME, else $XDG_CACHE_HOME/torch, else ~/.cache/torch
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(os.path.expanduser(home)) / "hub"
 
 
 def torch_hub_checkpoint(filename: str) -> Callable[[], Path]:

@@ -1,1 +1,27 @@
-"""methods package (see README: one file per family)."""
+"""methods package (see README: one file per family).
+
+The built-in methods are declared here, so that listing them and checking a config's
+parameters import no torch; each module is imported when a run first needs its class.
+A class's attributes must match its declaration (tests/test_startup.py checks it).
+"""
+from motiongrid.bench.registry import methods
+from motiongrid.methods import animatediff_weights, motionfollower, toy  # noqa: F401  (register the weight files; no torch)
+
+methods.declare("reference", "motiongrid.methods.baselines:ReferenceBaseline", task="baseline",
+                description="returns the scoring reference: the clip, or an edit's ground truth (ceiling)",
+                Params="motiongrid.bench.params:NoParams")
+methods.declare("static", "motiongrid.methods.baselines:StaticBaseline", task="baseline",
+                description="repeats the first reference frame (zero motion)",
+                Params="motiongrid.bench.params:NoParams")
+methods.declare("unguided", "motiongrid.methods.motionclone.adapters:UnguidedMethod", task="baseline",
+                description="AnimateDiff/toy text-to-video, same sampler, prompt and seed as motionclone, no motion guidance",
+                Params="motiongrid.methods.motionclone.params:SamplerParams")
+methods.declare("motionclone", "motiongrid.methods.motionclone.adapters:MotionCloneMethod", task="t2v-motion",
+                description="MotionClone: temporal-attention guidance (primary top-k or plain) from one reference pass",
+                Params="motiongrid.methods.motionclone.params:MotionCloneParams")
+methods.declare("source", "motiongrid.methods.baselines:SourceBaseline", task="edit",
+                description="returns the editing case's source video unchanged (appearance ceiling, motion floor)",
+                Params="motiongrid.bench.params:NoParams")
+methods.declare("motionfollower", "motiongrid.methods.motionfollower.adapter:MotionFollower", task="edit",
+                description="MotionFollower: pose-controlled editing with score guidance (released sampler on diffusers)",
+                Params="motiongrid.methods.motionfollower.params:MotionFollowerParams")

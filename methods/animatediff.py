@@ -12,7 +12,8 @@ import torch
 
 from motiongrid.bench import weights
 from motiongrid.bench.video import from_minus_one_one, to_minus_one_one
-from motiongrid.methods.backbone import Backbone, register_backbone
+from motiongrid.methods.animatediff_weights import ADAPTER_WEIGHTS, BASE_WEIGHTS, VAE_WEIGHTS  # registered without torch
+from motiongrid.methods.backbone import Backbone, BackboneSpec, register_backbone, register_backbone_spec
 
 ANIMATEDIFF_FRAMES = 16
 # Sampler defaults: MotionClone's released t2v settings (100 DDIM steps, ε_c + 7.5·(ε_c − ε_u)).
@@ -23,41 +24,6 @@ RELEASED_NEGATIVE_PROMPT = ("bad anatomy, extra limbs, ugly, deformed, noisy, bl
 # AnimateDiff's inference scheduler (the motion module was trained with this "linear" schedule).
 ANIMATEDIFF_SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                              beta_schedule="linear", steps_offset=1, clip_sample=False)
-
-ADAPTER_WEIGHTS = "animatediff-motion-adapter-v3"
-BASE_WEIGHTS = "realistic-vision-v6"
-VAE_WEIGHTS = "sd-vae-ft-mse"
-
-weights.register(weights.WeightFile(
-    name=ADAPTER_WEIGHTS,
-    description="AnimateDiff v3 motion module (v3_sd15_mm) in diffusers MotionAdapter format",
-    repo_id="guoyww/animatediff-motion-adapter-v1-5-3", kind="hf_repo",
-    allow_patterns=("config.json", "diffusion_pytorch_model.safetensors"),
-    required=("config.json", "diffusion_pytorch_model.safetensors"),
-    target=lambda: weights.weights_home() / "animatediff-motion-adapter-v1-5-3",
-    used_by=("methods.motionclone",),
-))
-weights.register(weights.WeightFile(
-    # MotionClone's realisticVisionV60B1_v51VAE, as the author's diffusers-format repo; its VAE
-    # is not included ("noVAE"), the baked-in v51VAE is sd-vae-ft-mse (next entry).
-    name=BASE_WEIGHTS,
-    description="Realistic Vision v6.0 B1 (SD1.5 community checkpoint) in diffusers format",
-    repo_id="SG161222/Realistic_Vision_V6.0_B1_noVAE", kind="hf_repo",
-    allow_patterns=("model_index.json", "unet/*", "text_encoder/*", "tokenizer/*", "scheduler/*"),
-    required=("unet/config.json", "text_encoder/config.json", "tokenizer"),
-    target=lambda: weights.weights_home() / "Realistic_Vision_V6.0_B1_noVAE",
-    used_by=("methods.motionclone",),
-))
-weights.register(weights.WeightFile(
-    name=VAE_WEIGHTS,
-    description="SD VAE ft-MSE (the VAE baked into realisticVisionV60B1_v51VAE)",
-    repo_id="stabilityai/sd-vae-ft-mse", kind="hf_repo",
-    allow_patterns=("config.json", "diffusion_pytorch_model.safetensors"),
-    required=("config.json", "diffusion_pytorch_model.safetensors"),
-    target=lambda: weights.weights_home() / "sd-vae-ft-mse",
-    used_by=("methods.motionclone",),
-))
-
 
 # ---- AnimateDiff backbone ---------------------------------------------------------------
 
@@ -155,7 +121,7 @@ def load_animatediff(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES
     """AnimateDiff: SD1.5 UNet + MotionAdapter -> UNetMotionModel, VAE, CLIP text encoder,
     DDIM with AnimateDiff's schedule. fp16 on CUDA, fp32 elsewhere."""
     device = torch.device(device)
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    dtype = _dtype(device)
     paths = _resolve_animatediff(model_id)
 
     from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
@@ -173,13 +139,40 @@ def load_animatediff(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES
         module.requires_grad_(False)  # guidance differentiates w.r.t. the latent only
     scale = 2 ** (len(vae.config.block_out_channels) - 1)
     size = unet.config.sample_size * scale
+    return AnimateDiffBackbone(
+        model_id=model_id, unet=unet, scheduler=DDIMScheduler(**ANIMATEDIFF_SCHEDULER),
+        num_frames=num_frames, height=size, width=size, device=device, dtype=dtype,
+        fingerprint=_fingerprint(model_id, dtype, num_frames, paths), vae=vae, text_encoder=text_encoder,
+        tokenizer=tokenizer)
+
+
+def _dtype(device: torch.device) -> torch.dtype:
+    return torch.float16 if device.type == "cuda" else torch.float32
+
+
+def _fingerprint(model_id: str, dtype: torch.dtype, num_frames: int, paths: dict[str, Path]) -> dict:
     fingerprint = {"model": model_id, "dtype": str(dtype).removeprefix("torch."), "num_frames": num_frames,
                    **{k: _dir_digest(p) for k, p in paths.items()}}
     if model_id == "animatediff":
         fingerprint["sources"] = [weights.get(n).source for n in (BASE_WEIGHTS, ADAPTER_WEIGHTS, VAE_WEIGHTS)]
-    return AnimateDiffBackbone(
-        model_id=model_id, unet=unet, scheduler=DDIMScheduler(**ANIMATEDIFF_SCHEDULER),
-        num_frames=num_frames, height=size, width=size, device=device, dtype=dtype,
-        fingerprint=fingerprint, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
+    return fingerprint
+
+
+def _make_scheduler(config: dict):
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**config)
+
+
+@register_backbone_spec("animatediff")
+def animatediff_spec(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES, **_) -> BackboneSpec:
+    """The AnimateDiff backbone's identity and sampler defaults, without loading its weights."""
+    dtype = _dtype(torch.device(device))
+    return BackboneSpec(
+        model_id=model_id, fingerprint=_fingerprint(model_id, dtype, num_frames, _resolve_animatediff(model_id)),
+        scheduler_config=ANIMATEDIFF_SCHEDULER, make_scheduler=_make_scheduler,
+        default_steps=AnimateDiffBackbone.default_steps, default_cfg=AnimateDiffBackbone.default_cfg,
+        default_negative_prompt=AnimateDiffBackbone.default_negative_prompt,
+        default_preset=AnimateDiffBackbone.default_preset)
 
 

@@ -14,11 +14,14 @@ named by module here and imported only when used; plugins add theirs with
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # annotations only: validating a model id (configs, listings) imports no torch
+    import torch
 
 from motiongrid.bench.errors import UserError
 
@@ -52,6 +55,25 @@ class Backbone:
         raise NotImplementedError
 
 
+@dataclass
+class BackboneSpec:
+    """A backbone without its weights: what cell keys need (the weights' identity, the
+    scheduler and the sampler defaults), from files' digests and configs. Method adapters read
+    it like a loaded :class:`Backbone` when they resolve their settings."""
+    model_id: str
+    fingerprint: dict
+    scheduler_config: dict
+    make_scheduler: Callable[[dict], object]      # builds the scheduler (imports diffusers; no weights)
+    default_steps: int
+    default_cfg: float
+    default_negative_prompt: str
+    default_preset: str | None = None
+
+    @functools.cached_property
+    def scheduler(self):
+        return self.make_scheduler(self.scheduler_config)
+
+
 class UnknownBackbone(UserError, ValueError):
     """A model id whose family no loader serves; the message lists the known ones."""
 
@@ -62,11 +84,21 @@ _BUILTIN = {
     "toy": "motiongrid.methods.toy.model",
 }
 _LOADERS: dict[str, Callable[..., Backbone]] = {}
+_SPECS: dict[str, Callable[..., BackboneSpec]] = {}
 
 
 def register_backbone(family: str):
     def decorator(fn):
         _LOADERS[family] = fn
+        return fn
+    return decorator
+
+
+def register_backbone_spec(family: str):
+    """Register ``fn(model_id, device, **kwargs) -> BackboneSpec`` for ``family``: its cell keys
+    then need no loaded model (families without one are loaded to be fingerprinted)."""
+    def decorator(fn):
+        _SPECS[family] = fn
         return fn
     return decorator
 
@@ -84,6 +116,16 @@ def check_model_id(model_id: str) -> str:
     if family == "toy" and model_id != "toy":
         raise UnknownBackbone(f"model {model_id!r}: the toy family takes no argument; use 'toy'")
     return model_id
+
+
+def backbone_spec(model_id: str, device: torch.device, **kwargs) -> BackboneSpec | Backbone:
+    """The backbone's identity and defaults without loading its weights (see ``BackboneSpec``)."""
+    family = check_model_id(model_id).split(":", 1)[0]
+    if family not in _SPECS and family in _BUILTIN:
+        importlib.import_module(_BUILTIN[family])
+    if family not in _SPECS:
+        return load_backbone(model_id, device, **kwargs)
+    return _SPECS[family](model_id, device, **kwargs)
 
 
 def load_backbone(model_id: str, device: torch.device, **kwargs) -> Backbone:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from motiongrid.bench.clip import Clip
 from motiongrid.bench.registry import metrics
@@ -136,6 +135,9 @@ class SSIM(_FrameMetric):
         if self.options["border"] == "valid":
             values = ssim_valid(generated, reference).to(generated.device)
         else:
+            # imported here: torchmetrics pulls in torchvision (~3 s), and only this option uses it
+            from torchmetrics.functional.image import structural_similarity_index_measure
+
             values = structural_similarity_index_measure(generated.float(), reference.float(), gaussian_kernel=True,
                                                          sigma=SSIM_SIGMA, kernel_size=SSIM_WINDOW, data_range=1.0,
                                                          reduction="none")

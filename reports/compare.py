@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 from motiongrid.reports.aggregate import aggregate
 from motiongrid.reports.data import MEMORY_KEY, TIME_PREFIX, RunData, cell_value
+from motiongrid.reports.defaults import DEFAULT_TOLERANCE
 from motiongrid.reports.formatting import fmt, fmt_signed, template_env
 
-DEFAULT_TOLERANCE = "1%"
 ABS_FLOOR = 1e-6  # a relative tolerance on a base mean of 0 would otherwise be 0
 
 

@@ -12,8 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from motiongrid.reports.data import open_store
-
-FORMATS = ("csv", "parquet")
+from motiongrid.reports.defaults import FORMATS
 
 
 def export_frame(run_dir: str | Path) -> pd.DataFrame:

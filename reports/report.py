@@ -28,12 +28,11 @@ from motiongrid.reports.aggregate import (
     text_alignment_candidates,
 )
 from motiongrid.reports.data import MEMORY_KEY, TIME_TOTAL, RunData, RunDirError, load_run
+from motiongrid.reports.defaults import BASELINE_METHOD, DEFAULT_PREVIEWS
 from motiongrid.reports.formatting import fmt, fmt_ci, fmt_signed, md_code_block, template_env
 from motiongrid.reports.previews import Tile, preview_gif
 from motiongrid.reports.stats import LEVEL, N_BOOT
 
-DEFAULT_PREVIEWS = 4
-BASELINE_METHOD = "unguided"  # the default baseline: what guidance is meant to improve on
 MAX_SWEEP_METRICS = 6
 
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from motiongrid.bench.cli.common import ExitCode, error, non_negative_int
-from motiongrid.reports.compare import DEFAULT_TOLERANCE, compare_runs, parse_tolerances, render_markdown
-from motiongrid.reports.data import RunDirError, load_run
-from motiongrid.reports.export import FORMATS, export
-from motiongrid.reports.report import BASELINE_METHOD, DEFAULT_PREVIEWS, write_report
+from motiongrid.reports.data import RunDirError
+from motiongrid.reports.defaults import BASELINE_METHOD, DEFAULT_PREVIEWS, DEFAULT_TOLERANCE, FORMATS
 
 
 def _register_report(subparsers) -> None:
@@ -33,6 +31,8 @@ def _register_report(subparsers) -> None:
 
 
 def _cmd_report(args) -> int:
+    from motiongrid.reports.report import write_report
+
     try:
         md, html = write_report(args.run_dir, args.out, headline=args.metric, previews=args.previews,
                                 baseline=args.baseline)
@@ -68,6 +68,9 @@ def _register_compare(subparsers) -> None:
 
 
 def _cmd_compare(args) -> int:
+    from motiongrid.reports.compare import compare_runs, parse_tolerances, render_markdown
+    from motiongrid.reports.data import load_run
+
     try:
         tolerances = parse_tolerances(args.tolerance)
         base, new = load_run(args.base), load_run(args.new)
@@ -95,6 +98,8 @@ def _register_export(subparsers) -> None:
 
 
 def _cmd_export(args) -> int:
+    from motiongrid.reports.export import export
+
     try:
         dest = export(args.run_dir, args.format, args.out)
     except (RunDirError, ValueError) as exc:

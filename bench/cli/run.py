@@ -53,8 +53,8 @@ def _cmd_clips_list(args) -> int:
     from motiongrid.bench.registry import datasets
 
     table = Table("clip set", "description")
-    for name, cls in datasets.items():
-        table.add_row(name, cls.description)
+    for name in datasets.names():
+        table.add_row(name, datasets.info(name)["description"])
     Console().print(table)
     return ExitCode.OK
 
@@ -84,15 +84,18 @@ def _cmd_list(kind: str):
 
         from motiongrid.bench import registry
 
+        # from the declarations: listing imports no method or metric module (and no torch)
+        reg = getattr(registry, f"{kind}s")
         table = Table(kind, "details", "description")
-        for name, cls in getattr(registry, f"{kind}s").items():
+        for name in reg.names():
+            info = reg.info(name)
             if kind == "metric":
-                details = ("higher" if cls.higher_is_better else "lower") + " is better; needs " + \
-                    ", ".join(sorted(cls.needs))
+                details = ("higher" if info["higher_is_better"] else "lower") + " is better; needs " + \
+                    ", ".join(sorted(info["needs"]))
             else:
-                fields = cls.Params.model_fields
-                details = f"task {cls.task}; " + (", ".join(f"{n}={f.default!r}" for n, f in fields.items()) or "no params")
-            table.add_row(name, details, cls.description)
+                fields = info["Params"].model_fields
+                details = f"task {info['task']}; " + (", ".join(f"{n}={f.default!r}" for n, f in fields.items()) or "no params")
+            table.add_row(name, details, info["description"])
         Console().print(table)
         return ExitCode.OK
     return handler

@@ -1,18 +1,19 @@
-"""The ``motionclone`` and ``unguided`` method adapters: parameters, backbone loading and
-caching of the reference's motion representation; the algorithm is in ``guidance``."""
+"""The ``motionclone`` and ``unguided`` method adapters: backbone loading and caching of the
+reference's motion representation; parameters are in ``params``, the algorithm in ``guidance``."""
 from __future__ import annotations
 
-from typing import Literal
+from importlib.metadata import version
 
 import torch
-from pydantic import Field, field_validator, model_validator
 
-from motiongrid.bench.api import Method, Params
+from motiongrid.bench import __version__
+from motiongrid.bench.api import Method
 from motiongrid.bench.cache import FeatureCache
 from motiongrid.bench.clip import Clip
+from motiongrid.bench.fingerprint import memo
 from motiongrid.bench.registry import methods
 from motiongrid.bench.video import Video
-from motiongrid.methods.backbone import Backbone, check_model_id, load_backbone
+from motiongrid.methods.backbone import Backbone, BackboneSpec, backbone_spec, load_backbone
 from motiongrid.methods.motionclone.guidance import (
     CALIBRATED_WEIGHTS,
     DEFAULT_WEIGHTS,
@@ -30,46 +31,7 @@ from motiongrid.methods.motionclone.guidance import (
     temporal_attention_names,
     uniform_schedule,
 )
-
-
-class SamplerParams(Params):
-    model: str = Field("animatediff", description="backbone id: 'animatediff', 'toy' or 'animatediff:<folder>'")
-    steps: int | None = Field(None, ge=1, description="DDIM steps; None = the backbone's default")
-    cfg: float | None = Field(None, ge=0, description="ε_c + cfg·(ε_c − ε_u); None = the backbone's default")
-    negative_prompt: str | None = Field(None, description="unconditional prompt; None = the backbone's default")
-    preset: Literal["camera", "object"] | None = Field(
-        None, description="a released t2v configuration (steps, guided steps, threshold); None = the backbone's "
-                          "default (AnimateDiff: camera)")
-    schedule: Literal["released", "uniform"] | None = Field(
-        None, description="timestep list: 'released' (guided steps packed above threshold) or 'uniform' "
-                          "(diffusers' spacing); None = released when a preset applies, else uniform")
-    guided_steps: int | None = Field(None, ge=1, description="guided steps; None = the preset's, else guided_fraction·steps")
-    threshold: int | None = Field(None, ge=1, le=999, description="released list: guided steps lie at t ≥ threshold; "
-                                                                  "None = the preset's, else 700")
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, value: str) -> str:
-        return check_model_id(value)
-
-    @model_validator(mode="after")
-    def _guided_within_steps(self):
-        # caught with the config, not as N failed cells
-        if self.steps is not None and self.guided_steps is not None and self.guided_steps > self.steps:
-            raise ValueError(f"guided_steps={self.guided_steps} exceeds steps={self.steps}")
-        return self
-
-
-class MotionCloneParams(SamplerParams):
-    mask: Literal["primary", "plain"] = "primary"
-    k: int = Field(1, ge=1, description="top-k key frames kept per row (primary control)")
-    guidance_weight: float | None = Field(None, ge=0, description="λ; None = the default for the model and update")
-    update: Literal["released", "eps"] = Field("released", description="how the correction enters the DDIM step")
-    guided_fraction: float = Field(0.5, ge=0, le=1, description="first fraction of the DDIM steps guided "
-                                                                 "(when no preset or guided_steps says)")
-    ramp_steps: int | None = Field(None, ge=1, description="warm-up/cool-down length; None = min(10, guided/5)")
-    t_alpha: int = Field(400, ge=0, description="timestep of the reference's single UNet pass")
-    blocks: str = Field("up_blocks.1", description="comma-separated module prefixes whose temporal attention is guided")
+from motiongrid.methods.motionclone.params import MotionCloneParams, SamplerParams
 
 
 class _BackboneMethod(Method):
@@ -85,6 +47,9 @@ class _BackboneMethod(Method):
     def prepare(self, device: torch.device, weights=None) -> None:
         self.device = torch.device(device)
 
+    def load(self, params: SamplerParams) -> None:
+        self.backbone(params.model)
+
     def use_backbone(self, bb: Backbone) -> None:
         """Serve ``bb`` for its model id (e.g. a toy checkpoint loaded from another path)."""
         self._backbones[(bb.model_id, str(self.device))] = bb
@@ -96,10 +61,21 @@ class _BackboneMethod(Method):
         return self._backbones[key]
 
     def fingerprint(self, params: SamplerParams) -> dict:
-        """The weights' identity plus the resolved sampler defaults (they change the video)."""
-        bb = self.backbone(params.model)
+        """The weights' identity plus the resolved sampler defaults (they change the video),
+        without loading the weights: from the backbone's spec unless it is loaded already. The
+        settings are memoised by everything they depend on, so a re-run imports no diffusers."""
+        bb = self._backbones.get((params.model, str(self.device))) or backbone_spec(params.model, self.device)
+        if not isinstance(bb, BackboneSpec):
+            return {**bb.fingerprint, **self.sampler_fingerprint(bb, params)}
+        inputs = {"method": f"{type(self).__module__}.{type(self).__qualname__}",
+                  "params": params.model_dump(mode="json"), "backbone": bb.fingerprint,
+                  "scheduler": bb.scheduler_config, "motiongrid": __version__, "diffusers": version("diffusers"),
+                  "defaults": [bb.default_steps, bb.default_cfg, bb.default_negative_prompt, bb.default_preset]}
+        return {**bb.fingerprint, **memo("sampler-settings", inputs, lambda: self.sampler_fingerprint(bb, params))}
+
+    def sampler_fingerprint(self, bb: Backbone | BackboneSpec, params: SamplerParams) -> dict:
         steps, cfg, negative = self.sampler_settings(bb, params)
-        return {**bb.fingerprint, "steps": steps, "cfg": cfg, "negative_prompt": negative,
+        return {"steps": steps, "cfg": cfg, "negative_prompt": negative,
                 "schedule": self.schedule(bb, params).describe()}
 
     @staticmethod

@@ -3,23 +3,19 @@
 ``controllers`` holds PoCtr / ReCtr and the released-key conversion, ``hooks`` where they enter
 the UNet, ``sampler`` the released sampler and guidance, ``model`` the backbones (toy here,
 real in ``real``), ``adapter`` the registered method, ``toy_train`` the toy's training.
-This file registers the weights (torch-free) and the method.
+This file registers the weights (torch-free); the method is declared in ``methods/__init__``
+with its parameters from ``params`` (torch-free).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from motiongrid.bench import weights
+from motiongrid.methods.motionfollower.params import IMAGE_VARIATION_WEIGHTS, RELEASED_FILES
 
 # The released checkpoints live in a Google Drive folder: no URL a weights manager can fetch,
 # and no published sizes or hashes.
 DRIVE_FOLDER = "the MotionFollower Google Drive folder (id 1yWRNmd4-vbJfV1Ji_zhpNSwNpuJVat7o, linked from its README)"
-RELEASED_FILES = {
-    "motionfollower-denoising-unet": ("denoising_unet.pth", "MotionFollower denoising UNet + reference controller (ReCtr)"),
-    "motionfollower-poctr": ("poctr.pth", "MotionFollower pose controller (PoCtr)"),
-    "motionfollower-motion-module": ("motion_module.pth", "MotionFollower motion modules (AnimateDiff-v2 style)"),
-}
-IMAGE_VARIATION_WEIGHTS = "sd-image-variations"
 
 
 def _home(*parts: str):
@@ -52,5 +48,3 @@ weights.register(weights.WeightFile(
     url=toy_edit_checkpoint_file().as_uri(),   # ships inside the package; no download
     used_by=("methods.motionfollower",),
 ))
-
-from motiongrid.methods.motionfollower import adapter  # noqa: E402,F401  (registers the method)

@@ -7,41 +7,16 @@ source (how well the model re-generates what it edits).
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
 
-from motiongrid.bench.api import Method, Params
+from motiongrid.bench.api import Method
 from motiongrid.bench.clip import Clip
 from motiongrid.bench.registry import methods
 from motiongrid.bench.video import Video
 from motiongrid.methods.motionfollower.model import EditBackbone
+from motiongrid.methods.motionfollower.params import MotionFollowerParams, fingerprint
 from motiongrid.methods.motionfollower.sampler import EditInputsOnDevice, EditSampler, EditSchedule
-
-MODELS = ("motionfollower", "toy-motionfollower")
-RELEASED_ENERGY_SCALE = 4.0       # × 1000 inside, as released (energy_scale=4.0 -> 4e3)
-
-
-class MotionFollowerParams(Params):
-    model: str = Field("motionfollower", description="'motionfollower' (released weights) or 'toy-motionfollower'")
-    energy_scale: float = Field(RELEASED_ENERGY_SCALE, ge=0, description="score-guidance scale (released 4.0; 0 = no guidance, no replays)")
-    guided_steps: list[int] | None = Field(None, description="step indices to guide; None = the released set")
-    cfg: float | None = Field(None, ge=0, description="v_u + cfg·(v_c − v_u); None = the backbone's default (released 3.5)")
-    steps: int | None = Field(None, ge=2, description="DDIM steps; None = the backbone's default (released 50)")
-    frames: int | None = Field(None, ge=1, description="edit the first N frames; None = all (the model's length)")
-    estimator: Literal["released", "shared"] = Field(
-        "released", description="guidance features from the base UNet as released, or the denoiser's weights")
-    mask_roles: Literal["released", "dragon"] = Field(
-        "released", description="content/contrast mask roles: as released, or DragonDiffusion's")
-
-    @field_validator("model")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        if value not in MODELS and not value.startswith("test:"):
-            raise ValueError(f"unknown MotionFollower model {value!r}; known: {list(MODELS)}")
-        return value
 
 
 def load_edit_backbone(model: str, device: torch.device) -> EditBackbone:
@@ -87,7 +62,13 @@ class MotionFollower(Method):
         return self.backbones[model]
 
     def fingerprint(self, params: MotionFollowerParams) -> dict:
-        return self.backbone(params.model).fingerprint
+        """From the weight files alone (no model is loaded to key a cell)."""
+        if params.model in self.backbones:
+            return self.backbones[params.model].fingerprint
+        return fingerprint(params.model)
+
+    def load(self, params: MotionFollowerParams) -> None:
+        self.backbone(params.model)
 
     def generate(self, clip: Clip, params: MotionFollowerParams, seed: int) -> Video:
         if clip.edit is None:

@@ -139,6 +139,7 @@ def load_toy_edit_backbone(model_id: str = "toy-motionfollower", device: torch.d
     from safetensors.torch import load_file
 
     from motiongrid.bench import weights
+    from motiongrid.methods.motionfollower.params import toy_fingerprint
     from motiongrid.methods.toy.model import build_model, load_toy, make_ddim_scheduler, sha256_file
 
     device = torch.device(device)
@@ -163,6 +164,6 @@ def load_toy_edit_backbone(model_id: str = "toy-motionfollower", device: torch.d
         base_unet=base_unet.to(dtype), scheduler=make_ddim_scheduler(base_config["schedule"]),
         num_frames=int(clip["frames"]), height=int(clip["size"]), width=int(clip["size"]),
         device=device, dtype=dtype,
-        fingerprint={"model": "toy-motionfollower", "sha256": sha256_file(file), "base_sha256": config["base_sha256"]},
+        fingerprint=toy_fingerprint(file),
         default_steps=int(config.get("sampling_steps", 25)), default_cfg=float(config.get("cfg", 1.0)),
         prompt_encoder=encoder, config=base_config)

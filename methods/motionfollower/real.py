@@ -148,13 +148,9 @@ def load_motionfollower_backbone(model_id: str = "motionfollower", device: torch
     from diffusers import AutoencoderKL, DDIMScheduler
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-    from motiongrid.methods.animatediff import VAE_WEIGHTS
-    from motiongrid.methods.motionfollower import IMAGE_VARIATION_WEIGHTS, RELEASED_FILES
+    from motiongrid.methods.motionfollower.params import IMAGE_VARIATION_WEIGHTS, VAE_WEIGHTS, released_fingerprint
 
-    names = [*RELEASED_FILES, IMAGE_VARIATION_WEIGHTS, VAE_WEIGHTS]
-    missing = [weights.available(n) for n in names if weights.available(n)]
-    if missing:
-        raise weights.WeightsMissing("MotionFollower needs weights that are not here:\n  " + "\n  ".join(missing))
+    fingerprint = released_fingerprint()      # raises, naming every missing file and its fix
     device = torch.device(device)
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
     base_dir = weights.require(IMAGE_VARIATION_WEIGHTS)
@@ -172,5 +168,5 @@ def load_motionfollower_backbone(model_id: str = "motionfollower", device: torch
         model_id=model_id, unet=denoiser, pose_controller=pose, reference_controller=ref, base_unet=base,
         scheduler=DDIMScheduler(**SCHEDULER_CONFIG), num_frames=frames, height=RELEASED_SIZE, width=RELEASED_SIZE,
         device=device, dtype=dtype, default_steps=RELEASED_STEPS, default_cfg=RELEASED_CFG,
-        fingerprint={"model": "motionfollower", **{n: str(weights.locate(n)) for n in names}},
+        fingerprint=fingerprint,
         vae=vae, image_encoder=encoder, image_processor=processor)

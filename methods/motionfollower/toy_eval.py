@@ -55,16 +55,16 @@ def _method(backbone):
     from motiongrid.methods.motionfollower.adapter import MotionFollower
 
     method = MotionFollower()
-    method.use_backbone(backbone.model_id, backbone)
+    method.use_backbone("toy-motionfollower", backbone)
     return method
 
 
 def acceptance(backbone, count: int = 16, seeds=(0, 1), energy_scale: float = 0.0) -> dict:
     """Per cell: centroid error vs the ground truth, colour kept, reconstruction PSNR."""
-    from motiongrid.methods.motionfollower.adapter import MotionFollowerParams
+    from motiongrid.methods.motionfollower.params import MotionFollowerParams
 
     method = _method(backbone)
-    params = MotionFollowerParams(model=backbone.model_id, energy_scale=energy_scale)
+    params = MotionFollowerParams(model="toy-motionfollower", energy_scale=energy_scale)
     cells = []
     for clip in ShapesClipSet(preset="edit", seed=HELD_APART_SEED, count=count).load():
         truth = clip.scoring_reference().frames
@@ -98,7 +98,7 @@ def edit_strip(backbone, out_png: str | os.PathLike, clips: int = 3, seed: int =
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from motiongrid.methods.motionfollower.adapter import MotionFollowerParams
+    from motiongrid.methods.motionfollower.params import MotionFollowerParams
 
     method = _method(backbone)
     images, labels = [], []
@@ -107,7 +107,7 @@ def edit_strip(backbone, out_png: str | os.PathLike, clips: int = 3, seed: int =
         rows = {"source — " + clip.prompt: clip.frames, "target pose": inputs.target_poses,
                 "ground truth": clip.scoring_reference().frames}
         for label, energy in (("edit, no guidance", 0.0), ("edit, score guidance", 4.0)):
-            rows[label] = method.generate(clip, MotionFollowerParams(model=backbone.model_id, energy_scale=energy), seed).frames
+            rows[label] = method.generate(clip, MotionFollowerParams(model="toy-motionfollower", energy_scale=energy), seed).frames
         rows["reconstruction branch"] = method.last_reconstruction
         for label, video in rows.items():
             images.append(torch.cat(list(video.clamp(0, 1)), dim=2).permute(1, 2, 0).numpy())

@@ -31,9 +31,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from motiongrid.bench.fingerprint import file_sha256
 from motiongrid.bench.video import from_minus_one_one, to_minus_one_one
 from motiongrid.datasets.shapes import PRESETS, ShapesOptions
-from motiongrid.methods.backbone import Backbone, register_backbone
+from motiongrid.methods.backbone import Backbone, BackboneSpec, register_backbone, register_backbone_spec
 from motiongrid.methods.toy import toy_checkpoint_dir, toy_checkpoint_file
 
 # ---- the toy world ----------------------------------------------------------------------------
@@ -216,12 +217,9 @@ def toy_weights_path() -> Path:
         ) from None
 
 
-def load_toy(path: str | os.PathLike | None = None, device: torch.device | str = "cpu"
-             ) -> tuple[nn.Module, PromptEncoder, dict, Path]:
-    """Load (unet, prompt_encoder, config, weights_path) from ``toy.safetensors`` + ``toy.json``
-    beside it (default: the shipped checkpoint)."""
-    from safetensors.torch import load_file
-
+def toy_checkpoint(path: str | os.PathLike | None = None) -> tuple[Path, dict]:
+    """(weights path, config) of ``toy.safetensors`` + ``toy.json`` beside it (default: the
+    shipped checkpoint), reading no tensors."""
     weights_path = Path(path) if path is not None else toy_weights_path()
     if weights_path.is_dir():
         weights_path = weights_path / "toy.safetensors"
@@ -230,7 +228,22 @@ def load_toy(path: str | os.PathLike | None = None, device: torch.device | str =
         raise FileNotFoundError(f"toy checkpoint {weights_path} not found")
     if not config_path.is_file():
         raise FileNotFoundError(f"toy checkpoint {weights_path}: its config {config_path.name} is missing beside it")
-    config = json.loads(config_path.read_text())
+    return weights_path, json.loads(config_path.read_text())
+
+
+def toy_fingerprint(weights_path: Path) -> dict:
+    """What identifies the toy model's output: the weights' digest and the sampler config."""
+    return {"model": "toy", "file": weights_path.name, "sha256": file_sha256(weights_path),
+            "sampler": dict(SAMPLER_CONFIG)}
+
+
+def load_toy(path: str | os.PathLike | None = None, device: torch.device | str = "cpu"
+             ) -> tuple[nn.Module, PromptEncoder, dict, Path]:
+    """Load (unet, prompt_encoder, config, weights_path) from ``toy.safetensors`` + ``toy.json``
+    beside it (default: the shipped checkpoint)."""
+    from safetensors.torch import load_file
+
+    weights_path, config = toy_checkpoint(path)
     unet, encoder = build_model(config["unet"], config["prompt_encoder"])
     unet_state, enc_state = _split_state(load_file(str(weights_path)))
     unet.load_state_dict(unet_state)
@@ -295,10 +308,19 @@ def load_toy_backbone(model_id: str = "toy", device: torch.device | str = "cpu",
         model_id=model_id, unet=unet, scheduler=make_ddim_scheduler(config["schedule"]),
         num_frames=int(clip["frames"]), height=int(clip["size"]), width=int(clip["size"]),
         device=device, dtype=dtype,
-        fingerprint={"model": "toy", "file": weights_path.name, "sha256": sha256_file(weights_path),
-                     "sampler": dict(SAMPLER_CONFIG)},
-        prompt_encoder=encoder, config=config,
+        fingerprint=toy_fingerprint(weights_path), prompt_encoder=encoder, config=config,
     )
+
+
+@register_backbone_spec("toy")
+def toy_backbone_spec(model_id: str = "toy", device: torch.device | str = "cpu",
+                      path: str | os.PathLike | None = None, **_ignored) -> BackboneSpec:
+    """The toy backbone's identity and sampler defaults, without loading its weights."""
+    weights_path, config = toy_checkpoint(path)
+    return BackboneSpec(model_id=model_id, fingerprint=toy_fingerprint(weights_path),
+                        scheduler_config=config["schedule"], make_scheduler=make_ddim_scheduler,
+                        default_steps=ToyBackbone.default_steps, default_cfg=ToyBackbone.default_cfg,
+                        default_negative_prompt=ToyBackbone.default_negative_prompt)
 
 
 # ---- unguided sampling (reference rows, tests; guidance lives in motionclone) ----------------
