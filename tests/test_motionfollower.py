@@ -323,3 +323,43 @@ def test_released_model_without_weights_fails_its_cells_with_the_import_command(
     for file in ("denoising_unet.pth", "poctr.pth", "motion_module.pth"):
         assert file in reason
     assert "1yWRNmd4-vbJfV1Ji_zhpNSwNpuJVat7o" in reason and "motiongrid weights import DIR" in reason
+
+
+# ---- the toy model's training and the shipped checkpoint ------------------------------------------
+
+def test_train_edit_is_deterministic_and_resumes_exactly(tmp_path):
+    from motiongrid.methods.motionfollower.toy_train import EditTrainConfig, train_edit
+
+    cfg = EditTrainConfig(batch_size=2, checkpoint_every=1, warmup_steps=2)
+    straight = train_edit(tmp_path / "a", steps=3, config=cfg, progress=False)
+    train_edit(tmp_path / "b", steps=3, config=cfg, progress=False, stop_after=2)
+    resumed = train_edit(tmp_path / "b", steps=3, config=cfg, progress=False)
+    assert resumed["step"] == 3 and resumed["losses"] == straight["losses"][2:]
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "a" / "export" / "toy-motionfollower.safetensors"))
+    b = load_file(str(tmp_path / "b" / "export" / "toy-motionfollower.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert {k.split(".", 1)[0] for k in a} == {"unet", "pose_controller", "reference_controller"}
+
+
+def test_shipped_toy_checkpoint_loads_through_the_weights_manager():
+    from motiongrid.bench import weights
+    from motiongrid.methods.motionfollower.model import load_toy_edit_backbone
+    from motiongrid.methods.motionfollower.params import toy_fingerprint
+
+    path = weights.require("toy-motionfollower")
+    assert path.stat().st_size <= 10 * 2 ** 20
+    bb = load_toy_edit_backbone()
+    assert bb.fingerprint == toy_fingerprint()              # the cell key needs no loaded model
+    assert not any(p.requires_grad for p in bb.unet.parameters())
+
+
+def test_shipped_toy_edits_land_on_the_target_without_guidance():
+    """Two held-apart cases (the full acceptance is `motiongrid toy check-edit`)."""
+    from motiongrid.methods.motionfollower.model import load_toy_edit_backbone
+    from motiongrid.methods.motionfollower.toy_eval import acceptance
+
+    report = acceptance(load_toy_edit_backbone(), count=2, seeds=(0,))
+    assert report["summary"]["mean_centre_error_px"] <= 1.5
+    assert all(c["colour_ok"] for c in report["cells"])

@@ -7,6 +7,8 @@ source (how well the model re-generates what it edits).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
@@ -76,11 +78,13 @@ class MotionFollower(Method):
         bb = self.backbone(params.model)
         inputs = clip.edit.inputs(clip)
         n = params.frames or clip.video.num_frames
-        if n != bb.num_frames:
-            raise ValueError(f"{params.model} edits {bb.num_frames} frames at once; clip {clip.id!r} gives {n} "
-                             f"(set frames = {bb.num_frames}, or use a clip of that length)")
         if n > clip.video.num_frames:
             raise ValueError(f"frames={n} but clip {clip.id!r} has {clip.video.num_frames}")
+        if n > bb.max_frames:
+            raise ValueError(f"{params.model} edits at most {bb.max_frames} frames in one pass; clip {clip.id!r} "
+                             f"gives {n} (set frames = {bb.max_frames} or fewer)")
+        if n != bb.num_frames:
+            bb = dataclasses.replace(bb, num_frames=n)       # same modules, another length
         size = (bb.height, bb.width)
         source = _fit(clip.frames[:n], size)
         dev = dict(device=bb.device, dtype=bb.dtype)
@@ -100,7 +104,7 @@ class MotionFollower(Method):
         generator = torch.Generator().manual_seed(seed)      # one CPU generator: x_T, then SDE noise
         x_T = torch.randn(bb.latent_shape(), generator=generator)[None].to(**dev)
         result = sampler.run(x_T, inp, generator)
-        out = _fit(result.video, tuple(clip.frames.shape[-2:]))
+        out = _fit(result.video, tuple(clip.frames.shape[-2:]))   # back to the clip's size for scoring
         self.last_reconstruction = result.reconstruction
         self.cell_notes = {"guidance_calls": result.info["guidance_calls"],
                            "dropped_frame_terms": result.info["dropped_frame_terms"],

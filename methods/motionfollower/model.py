@@ -49,6 +49,7 @@ class EditBackbone:
     fingerprint: dict
     default_steps: int = 50
     default_cfg: float = 3.5
+    max_frames: int = 32              # frames edited in one pass (the motion modules' positional encoding)
     _estimator_reference: nn.Module | None = field(default=None, repr=False)
 
     # -- inputs
@@ -80,7 +81,8 @@ class EditBackbone:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(ESTIMATOR_SEED)
                 net = reference_controller(**self.reference_config())
-            self._estimator_reference = net.to(self.device, self.dtype).eval().requires_grad_(False)
+            net = net.to(self.device) if self.dtype == torch.float32 else net.to(self.device, self.dtype)
+            self._estimator_reference = net.eval().requires_grad_(False)
         return self._estimator_reference
 
     def reference_config(self) -> dict:
@@ -157,13 +159,16 @@ def load_toy_edit_backbone(model_id: str = "toy-motionfollower", device: torch.d
     pose, ref = toy_controllers(base_config["unet"])
     for module, name in ((unet, "unet"), (pose, "pose_controller"), (ref, "reference_controller")):
         load_strict(module, parts.get(name, {}), f"{file} [{name}]")
-        module.eval().requires_grad_(False).to(device, dtype)
+        module.eval().requires_grad_(False).to(device)
+        if dtype != torch.float32:   # (diffusers warns on any .to(dtype), even a no-op)
+            module.to(dtype)
     clip = base_config["clip_options"]
     return ToyEditBackbone(
         model_id=model_id, unet=unet, pose_controller=pose, reference_controller=ref,
-        base_unet=base_unet.to(dtype), scheduler=make_ddim_scheduler(base_config["schedule"]),
+        base_unet=base_unet if dtype == torch.float32 else base_unet.to(dtype), scheduler=make_ddim_scheduler(base_config["schedule"]),
         num_frames=int(clip["frames"]), height=int(clip["size"]), width=int(clip["size"]),
         device=device, dtype=dtype,
         fingerprint=toy_fingerprint(file),
         default_steps=int(config.get("sampling_steps", 25)), default_cfg=float(config.get("cfg", 1.0)),
+        max_frames=int(base_config["unet"].get("motion_max_seq_length", 16)),
         prompt_encoder=encoder, config=base_config)

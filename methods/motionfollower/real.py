@@ -168,5 +168,6 @@ def load_motionfollower_backbone(model_id: str = "motionfollower", device: torch
         model_id=model_id, unet=denoiser, pose_controller=pose, reference_controller=ref, base_unet=base,
         scheduler=DDIMScheduler(**SCHEDULER_CONFIG), num_frames=frames, height=RELEASED_SIZE, width=RELEASED_SIZE,
         device=device, dtype=dtype, default_steps=RELEASED_STEPS, default_cfg=RELEASED_CFG,
+        max_frames=MOTION_ADAPTER_CONFIG["motion_max_seq_length"],
         fingerprint=fingerprint,
         vae=vae, image_encoder=encoder, image_processor=processor)

@@ -192,3 +192,15 @@ def train_edit(out_dir: str | os.PathLike, steps: int = 1500, seed: int = 0, *, 
     summary["exported"] = [str(export_edit_checkpoint(trainer, log_path, d)) for d in dests]
     return summary
 
+
+
+def export_edit_run(run_dir: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Export the EMA weights of ``run_dir/checkpoint.pt`` (e.g. a run stopped early)."""
+    run = Path(run_dir)
+    if not (run / "checkpoint.pt").exists():
+        raise FileNotFoundError(f"{run / 'checkpoint.pt'} not found: is {run} a `motiongrid toy train-edit` folder?")
+    saved = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["config"]["train"]
+    trainer = EditTrainer(run, saved["steps"], saved["seed"], EditTrainConfig(**{
+        k: v for k, v in saved.items() if k in EditTrainConfig.__dataclass_fields__}))
+    trainer.load_checkpoint()
+    return export_edit_checkpoint(trainer, run / "train_log.csv", Path(dest))
