@@ -363,3 +363,46 @@ def test_shipped_toy_edits_land_on_the_target_without_guidance():
     report = acceptance(load_toy_edit_backbone(), count=2, seeds=(0,))
     assert report["summary"]["mean_centre_error_px"] <= 1.5
     assert all(c["colour_ok"] for c in report["cells"])
+
+
+# ---- camera mode -----------------------------------------------------------------------------
+
+def test_camera_processors_installed_but_off_change_nothing(bb, case):
+    from motiongrid.methods.motionfollower.camera import CameraState, camera_mode
+
+    inp = inputs(bb, case)
+    x = torch.randn((1, *bb.latent_shape()), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        plain = bb.unet(x, 500, encoder_hidden_states=inp.context).sample
+        state = CameraState(inp.source_masks, inp.target_masks)
+        with camera_mode(bb.unet, state) as layers:
+            off = bb.unet(x, 500, encoder_hidden_states=inp.context).sample
+            with state.use("save", 7):
+                saved = bb.unet(x, 500, encoder_hidden_states=inp.context).sample
+            # extended attention over [K·T; K_ref·(1−S)] with T = 1 and S = 0 duplicates every
+            # key and value: the same attention output
+            state.source_masks = torch.zeros_like(inp.source_masks)
+            state.target_masks = torch.ones_like(inp.target_masks)
+            with state.use("inject", 7):
+                duplicated = bb.unet(x, 500, encoder_hidden_states=inp.context).sample
+            state.target_masks = torch.zeros_like(inp.target_masks)
+            with state.use("inject", 7):
+                swapped = bb.unet(x, 500, encoder_hidden_states=inp.context).sample
+        restored = bb.unet(x, 500, encoder_hidden_states=inp.context).sample
+    assert layers and all(".attentions." in n and n.startswith("up_blocks.") and ".attn1." in n for n in layers)
+    assert len(state.buffers) == len(layers)
+    for out in (off, saved, duplicated, restored):
+        assert torch.allclose(out, plain, atol=1e-5)
+    assert not torch.allclose(swapped, plain, atol=1e-3)
+
+
+def test_camera_mode_keeps_the_reconstruction_and_changes_the_edit(bb, case):
+    inp = inputs(bb, case)
+    sched = EditSchedule(8, frozenset(), frozenset(), {})
+    x_T = torch.randn((1, *bb.latent_shape()), generator=torch.Generator().manual_seed(6))
+    plain = EditSampler(bb, 8, 1.0, 0.0, sched).run(x_T, inp, torch.Generator().manual_seed(6))
+    sampler = EditSampler(bb, 8, 1.0, 0.0, sched, camera=True)
+    assert sampler.camera_start == 4                      # released step 20 of 50 at 8 steps
+    camera = sampler.run(x_T, inp, torch.Generator().manual_seed(6))
+    assert torch.allclose(camera.reconstruction, plain.reconstruction, atol=1e-6)
+    assert not torch.allclose(camera.video, plain.video, atol=1e-4)

@@ -100,7 +100,7 @@ class MotionFollower(Method):
         steps = params.steps or bb.default_steps
         schedule = EditSchedule.released(steps, params.guided_steps)
         sampler = EditSampler(bb, steps, params.cfg if params.cfg is not None else bb.default_cfg,
-                              params.energy_scale, schedule, params.estimator, params.mask_roles)
+                              params.energy_scale, schedule, params.estimator, params.mask_roles, params.camera)
         generator = torch.Generator().manual_seed(seed)      # one CPU generator: x_T, then SDE noise
         x_T = torch.randn(bb.latent_shape(), generator=generator)[None].to(**dev)
         result = sampler.run(x_T, inp, generator)

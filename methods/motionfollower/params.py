@@ -33,6 +33,8 @@ class MotionFollowerParams(Params):
         "released", description="guidance features from the base UNet as released, or the denoiser's weights")
     mask_roles: Literal["released", "dragon"] = Field(
         "released", description="content/contrast mask roles: as released, or DragonDiffusion's")
+    camera: bool = Field(False, description="camera mode: up-block self-attention also reads the reconstruction's "
+                                            "K/V outside the subject from released step 20 (released flag)")
 
     @field_validator("model")
     @classmethod

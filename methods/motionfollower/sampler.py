@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
+from motiongrid.methods.motionfollower.camera import CAMERA_FROM_RELEASED_STEP, CameraState, camera_mode
 from motiongrid.methods.motionfollower.hooks import capturing_up_blocks, controlled, up_block_features
 from motiongrid.methods.motionfollower.model import EditBackbone
 
@@ -199,10 +201,20 @@ class EditSampler:
     """One cell: ``run(source_frames, inputs, seed)``; parameters as the adapter's."""
 
     def __init__(self, backbone: EditBackbone, steps: int, cfg: float, energy_scale: float,
-                 schedule: EditSchedule, estimator: str = "released", mask_roles: str = "released"):
+                 schedule: EditSchedule, estimator: str = "released", mask_roles: str = "released",
+                 camera: bool = False):
         self.bb, self.steps, self.cfg, self.energy_scale = backbone, steps, cfg, energy_scale
         self.schedule, self.estimator, self.mask_roles = schedule, estimator, mask_roles
         self.guidance_on = energy_scale != 0
+        self.camera = camera
+        self.camera_state: CameraState | None = None
+        # camera mode acts from released step 20 on (step i plays released step ⌊50·i/S⌋)
+        self.camera_start = next((i for i in range(steps) if RELEASED_STEPS * i // steps >= CAMERA_FROM_RELEASED_STEP), steps)
+
+    def _camera(self, mode: str, i: int):
+        if self.camera_state is None or i < self.camera_start:
+            return nullcontext()
+        return self.camera_state.use(mode, i)
 
     def _unet_pass(self, unet, x, t, context, pose, reference):
         with controlled(unet, pose, reference):
@@ -219,7 +231,7 @@ class EditSampler:
         for i, (t, prev) in enumerate(plan):
             latents.append(x)
             grabbed: dict = {}
-            with torch.no_grad():
+            with torch.no_grad(), self._camera("save", i):
                 if capture and i in self.schedule.guided:
                     with capturing_up_blocks(self.bb.unet, FEATURE_BLOCKS, grabbed):
                         v = self._unet_pass(self.bb.unet, x, t, inp.context, inp.source_pose, inp.reference)
@@ -279,7 +291,7 @@ class EditSampler:
             guided = self.guidance_on and i in self.schedule.guided
             replays = self.schedule.replay.get(i, 1) if self.guidance_on else 1
             for r in range(replays):
-                with torch.no_grad():
+                with torch.no_grad(), self._camera("inject", i):
                     if self.cfg > 1:
                         v_u, v_c = self._unet_pass(self.bb.unet, torch.cat([x, x]), t, ctx2, pose2, ref2).chunk(2)
                         v = v_u + self.cfg * (v_c - v_u)
@@ -302,6 +314,11 @@ class EditSampler:
     def run(self, x_T: torch.Tensor, inp: EditInputsOnDevice, generator: torch.Generator) -> EditResult:
         plan = timesteps(self.bb.scheduler, self.steps)
         info = {"guidance_calls": 0, "dropped_frame_terms": {}, "energy": []}
-        recon_final, recon_latents, recon_cache = self.reconstruct(x_T, inp, plan)
-        x0 = self.edit(x_T, inp, plan, recon_latents, recon_cache, generator, info)
+        with ExitStack() as stack:
+            if self.camera:
+                self.camera_state = CameraState(inp.source_masks, inp.target_masks)
+                stack.enter_context(camera_mode(self.bb.unet, self.camera_state))
+            recon_final, recon_latents, recon_cache = self.reconstruct(x_T, inp, plan)
+            x0 = self.edit(x_T, inp, plan, recon_latents, recon_cache, generator, info)
+        self.camera_state = None
         return EditResult(self.bb.decode_latents(x0.detach()), self.bb.decode_latents(recon_final), info)
