@@ -376,8 +376,15 @@ def render_clip(spec: ClipSpec, opts: ShapesOptions) -> tuple[torch.Tensor, torc
     return scene.render(), tracks, vis
 
 
+EDIT_OPTIONS = ("edit", "target_mask_dilate", "min_turn")
+
+
 def spec_hash(spec: ClipSpec, opts: ShapesOptions) -> str:
-    payload = json.dumps({"spec": asdict(spec), "opts": asdict(opts), "v": 1}, sort_keys=True, default=list)
+    options = asdict(opts)
+    if not opts.edit:   # options that only shape editing cases stay out: earlier hashes (and cell keys) hold
+        for key in EDIT_OPTIONS:
+            options.pop(key)
+    payload = json.dumps({"spec": asdict(spec), "opts": options, "v": 1}, sort_keys=True, default=list)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -282,3 +282,14 @@ def test_video_written_and_read_back_keeps_edit_scoring_exact(tmp_path):
     gt = clip.scoring_reference().video
     write_video(gt, tmp_path / "gt.mp4")
     assert torch.equal(read_video(tmp_path / "gt.mp4").frames, quantised(gt.frames))
+
+
+def test_plain_toy_clips_keep_the_hashes_committed_runs_recorded():
+    """Editing options must not change plain clips' identity: the committed CI baseline and
+    results/toy-full key their cells by these hashes (a change would orphan every cell)."""
+    from pathlib import Path
+
+    recorded = {c["id"]: c["hash"] for c in json.loads((Path(__file__).parent.parent / "ci" / "baseline" / "run.json")
+                                                       .read_text())["clip_set"]["clips"]}
+    clips = ShapesClipSet(preset="toy", seed=1000, count=16).load()
+    assert recorded and {c.id: c.content_hash for c in clips if c.id in recorded} == recorded
