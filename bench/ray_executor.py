@@ -117,9 +117,10 @@ class RayExecutor:
     """Cells as Ray actor tasks; this process stays the only writer (see the module docstring)."""
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int | None = None, retries: int = RETRIES):
+    def __init__(self, address: str | None = None, workers: int | None = None, retries: int | None = None):
         self.ray = import_ray()
-        self.address, self.workers, self.retries = address, workers, retries
+        self.address, self.workers = address, workers
+        self.retries = RETRIES if retries is None else retries
         self._started = False     # we started (and so shut down) a local Ray instance
         self.worker_info: list[dict] = []   # pid, host, device per worker, once started
 
