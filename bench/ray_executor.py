@@ -202,7 +202,7 @@ class RayExecutor:
             return
         ray = self.ray
         clips = {c.clip.id: c.clip for c in todo}
-        clip_refs = {cid: ray.put(clip) for cid, clip in clips.items()}   # each clip shipped once
+        clip_refs = {cid: ray.put(_loaded(clip)) for cid, clip in clips.items()}   # each clip shipped once
         queues, idle, actors = {}, {}, []
         for shape, cells in self._pools(runner, todo).items():
             pool = self._start(runner, shape, cells, self._size(shape, len(cells)))
@@ -258,6 +258,18 @@ class RayExecutor:
         return CellResult(key=cell.key, method=v.method, label=v.label, params=v.params.model_dump(mode="json"),
                           clip_id=cell.clip.id, clip_hash=cell.clip.content_hash, seed=cell.seed,
                           status="failed", reason=reason), None
+
+
+def _loaded(clip):
+    """The clip with everything its cells read loaded here, so worker nodes need no clip files.
+    What fails to load stays lazy: the worker meets the same error and fails those cells with it."""
+    for load in (lambda: clip.video, lambda: clip.scoring_reference().video,
+                 lambda: clip.edit and clip.edit.inputs(clip)):
+        try:
+            load()
+        except Exception:
+            pass
+    return clip
 
 
 def _first_line(exc: BaseException) -> str:

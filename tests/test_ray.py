@@ -11,9 +11,7 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -203,3 +201,33 @@ def test_without_ray_the_ray_executor_is_one_error_with_the_install_command(tmp_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "needs Ray" in err and "pip install -e '.[ray]'" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_stores_the_running_cells_and_the_same_command_resumes(ray_cluster, tmp_path, capsys):
+    """SIGINT to the driver stops handing out cells, lets the running ones finish and stores them
+    (exit 130, the resume command names the executor); the same command completes every cell
+    exactly once. (kill -9 of the driver: the write path is the local runner's, tests/test_resume.py.)"""
+    (tmp_path / "grid.toml").write_text(SLOW_GRID.replace('[[methods]]\nname = "crash_first"\n', ""))
+    out = tmp_path / "run"
+    argv = ["run", str(tmp_path / "grid.toml"), "--out", str(out), "--quiet", "--executor", "ray"]
+
+    def interrupt_once_a_cell_is_stored():
+        deadline = time.time() + 60
+        while time.time() < deadline and not ((out / "results.sqlite").exists() and _cells(out)):
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)   # handled in the main thread, where the driver runs
+
+    sender = threading.Thread(target=interrupt_once_a_cell_is_stored)
+    sender.start()
+    assert main(argv) == 130
+    sender.join()
+    err = capsys.readouterr().err
+    assert "stopped by SIGINT" in err and "resume with: motiongrid run" in err and "--executor=ray" in err
+    first = _cells(out)
+    assert 2 <= len(first) < 8    # the other worker's running cell was stored too, and no new one started
+    assert sorted(p.stem for p in (out / "videos").iterdir()) == sorted(first)   # no orphan video, no .part
+    assert main(argv) == 0
+    assert f"{len(first)} already finished" in capsys.readouterr().out
+    rows = _cells(out)
+    assert len(rows) == 8 and len({r[:3] for r in rows.values()}) == 8 and all(r[3] == "ok" for r in rows.values())
+    assert sorted(p.stem for p in (out / "videos").iterdir()) == sorted(rows)
