@@ -231,3 +231,29 @@ def test_ctrl_c_stores_the_running_cells_and_the_same_command_resumes(ray_cluste
     rows = _cells(out)
     assert len(rows) == 8 and len({r[:3] for r in rows.values()}) == 8 and all(r[3] == "ok" for r in rows.values())
     assert sorted(p.stem for p in (out / "videos").iterdir()) == sorted(rows)
+
+
+def test_a_cache_entry_wanted_by_several_workers_at_once_is_computed_once(tmp_path):
+    """Reference-side preparation once per clip, not once per worker: the first to miss computes
+    while holding the entry's lock; the others wait for it and read its result."""
+    from motiongrid.bench.cache import FeatureCache
+
+    calls, start = [], threading.Barrier(3)
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.3)
+        return {"x": torch.arange(4.0)}
+
+    def want(results, i):
+        cache = FeatureCache(tmp_path)   # one per worker, as each process has its own
+        start.wait()
+        results[i] = cache.get_or_compute("clip", "extractor", {"k": 1}, compute)["x"]
+
+    results = [None] * 3
+    threads = [threading.Thread(target=want, args=(results, i)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and all(torch.equal(r, torch.arange(4.0)) for r in results)
