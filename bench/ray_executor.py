@@ -34,7 +34,7 @@ import torch
 from motiongrid.bench.api import Method
 from motiongrid.bench.errors import UserError
 from motiongrid.bench.grid import Cell, MethodVariant
-from motiongrid.bench.runner import MethodSet, Runner, run_cell
+from motiongrid.bench.runner import MethodSet, Runner, new_result, run_cell
 from motiongrid.bench.scoring import DeviceError, build_metrics, prepare_metrics
 from motiongrid.bench.signals import StopOnSignal
 from motiongrid.bench.store import CellResult
@@ -161,7 +161,7 @@ class RayExecutor:
                 resources[k + "_gb"] = round(resources.pop(k) / 2**30, 2)
         return {"name": self.name, "ray": self.ray.__version__, "address": self.ray.get_runtime_context().gcs_address,
                 "nodes": sum(n["Alive"] for n in self.ray.nodes()), "cluster_resources": resources,
-                "retries": self.retries, "workers": self.worker_info}
+                "retries": self.retries, "workers": [w for w in self.worker_info if w]}
 
     # -- cells -------------------------------------------------------------------------
     def _pools(self, runner: Runner, todo: list[Cell]) -> dict[Shape, list[Cell]]:
@@ -200,6 +200,7 @@ class RayExecutor:
         store that cannot be written) kills the workers, and their cells are simply not stored."""
         if not todo:
             return
+        self.connect()   # again if this runner ran before and shut its own instance down
         ray = self.ray
         clips = {c.clip.id: c.clip for c in todo}
         clip_refs = {cid: ray.put(_loaded(clip)) for cid, clip in clips.items()}   # each clip shipped once
@@ -254,10 +255,7 @@ class RayExecutor:
         else:
             runner.add_load_time(cell.variant.method, load_s)
             return result, video
-        v = cell.variant
-        return CellResult(key=cell.key, method=v.method, label=v.label, params=v.params.model_dump(mode="json"),
-                          clip_id=cell.clip.id, clip_hash=cell.clip.content_hash, seed=cell.seed,
-                          status="failed", reason=reason), None
+        return new_result(cell, status="failed", reason=reason), None
 
 
 def _loaded(clip):

@@ -208,15 +208,19 @@ class MethodSet:
         return method
 
 
+def new_result(cell: Cell, **fields) -> CellResult:
+    v = cell.variant
+    return CellResult(key=cell.key, method=v.method, label=v.label, params=v.params.model_dump(mode="json"),
+                      clip_id=cell.clip.id, clip_hash=cell.clip.content_hash, seed=cell.seed, **fields)
+
+
 def run_cell(cell: Cell, methods: MethodSet, metrics: list[Metric], device: torch.device,
              save_video: Callable[[Video, Path], None]) -> CellResult:
     """One cell: generate, check, save the video (``save_video(video, artifact path relative to
     the run dir)``, before scoring: a video that cannot be saved fails the cell), score. Never
     raises: a failure is the result's status and reason. Both executors run this."""
     v = cell.variant
-    result = CellResult(key=cell.key, method=v.method, label=v.label,
-                        params=v.params.model_dump(mode="json"), clip_id=cell.clip.id,
-                        clip_hash=cell.clip.content_hash, seed=cell.seed)
+    result = new_result(cell)
     meter = ResourceMeter(device)
     try:
         with meter:
