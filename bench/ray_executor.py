@@ -130,7 +130,7 @@ class RayExecutor:
             return
         try:
             # address None: RAY_ADDRESS if set, else a new local instance on this machine
-            self.ray.init(address=self.address, include_dashboard=False, logging_level=logging.WARNING)
+            self.ray.init(address=self.address, include_dashboard=False, logging_level=logging.ERROR)
         except ConnectionError as exc:
             raise RayUnavailable(f"cannot reach the Ray cluster at {self.address or os.environ.get('RAY_ADDRESS')}: "
                                  f"{exc}; start it with `ray start --head` or fix --ray-address") from None
