@@ -128,12 +128,20 @@ class RayExecutor:
     def connect(self) -> None:
         if self.ray.is_initialized():
             return
+        address = self.address or os.environ.get("RAY_ADDRESS")
+        fix = "start it with `ray start --head` on that machine, or fix --ray-address / RAY_ADDRESS"
+        if address and address not in ("auto", "local") and "://" not in address:
+            # ray.init retries an unreachable HOST:PORT for minutes; a plain connect says it at once
+            host, _, port = address.rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=10).close()
+            except (OSError, ValueError) as exc:
+                raise RayUnavailable(f"cannot reach the Ray cluster at {address} ({exc}); {fix}") from None
         try:
-            # address None: RAY_ADDRESS if set, else a new local instance on this machine
+            # address None: a new local instance on this machine (RAY_ADDRESS, when set, wins)
             self.ray.init(address=self.address, include_dashboard=False, logging_level=logging.ERROR)
         except ConnectionError as exc:
-            raise RayUnavailable(f"cannot reach the Ray cluster at {self.address or os.environ.get('RAY_ADDRESS')}: "
-                                 f"{exc}; start it with `ray start --head` or fix --ray-address") from None
+            raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {str(exc).rstrip('.')}; {fix}") from None
         self._started = True
 
     def resolve_device(self, name: str) -> torch.device:

@@ -236,6 +236,17 @@ def test_ctrl_c_stores_the_running_cells_and_the_same_command_resumes(ray_cluste
     assert sorted(p.stem for p in (out / "videos").iterdir()) == sorted(rows)
 
 
+def test_an_unreachable_cluster_is_one_error_at_once(tmp_path, monkeypatch, capsys):
+    ray = pytest.importorskip("ray", reason="Ray is the test extra's; pip install -e '.[test]'")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)   # as in a fresh process
+    start = time.time()
+    assert main(["run", "--limit", "1", "--out", str(tmp_path / "run"), "--executor", "ray",
+                 "--ray-address", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert time.time() - start < 30 and len(err.splitlines()) == 1
+    assert "cannot reach the Ray cluster at 127.0.0.1:1" in err and "ray start --head" in err
+
+
 def test_a_cache_entry_wanted_by_several_workers_at_once_is_computed_once(tmp_path):
     """Reference-side preparation once per clip, not once per worker: the first to miss computes
     while holding the entry's lock; the others wait for it and read its result."""
