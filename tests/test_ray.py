@@ -204,6 +204,8 @@ def test_without_ray_the_ray_executor_is_one_error_with_the_install_command(tmp_
     (tmp_path / "grid.toml").write_text(SLOW_GRID.replace('device = "cpu"', 'executor = "ray"'))
     assert main(["run", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "run")]) == 2   # the config's choice
     assert "pip install -e '.[ray]'" in capsys.readouterr().err
+    assert main(["run", "--limit", "1", "--out", str(tmp_path / "run"), "--workers", "2"]) == 2
+    assert "--workers need the ray executor (--executor ray)" in capsys.readouterr().err
 
 
 def test_ctrl_c_stores_the_running_cells_and_the_same_command_resumes(ray_cluster, tmp_path, capsys):
