@@ -124,6 +124,10 @@ def _drop(out: Path, labels: tuple[str, ...]) -> int:
 
 def test_ray_stores_the_same_cells_and_numbers_as_local_and_resumes_across_executors(
         ray_cluster, one_thread, tmp_path, monkeypatch, capsys):
+    from motiongrid.methods.motionclone import adapters
+
+    # the local runs load the toy model into this process: keep it from later tests (a corrupt-checkpoint test)
+    monkeypatch.setattr(adapters._BackboneMethod, "_backbones", {})
     default = ["run", "--limit", "1", "--device", "cpu", "--quiet"]   # the default toy grid, first clip
     # separate feature caches: the Ray run recomputes the motion representations itself
     monkeypatch.setenv("MOTIONGRID_CACHE", str(tmp_path / "cache-local"))
