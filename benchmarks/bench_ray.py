@@ -51,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="first N clips of the default grid (default: all 4)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep", help="write the two run directories under this folder (default: a temporary one)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import ray
@@ -60,8 +61,9 @@ def main() -> None:
     ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR")
     try:
         with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
-            local = timed_run("local", Path(tmp) / "local", args.limit, None)
-            on_ray = timed_run("ray", Path(tmp) / "ray", args.limit, args.workers)
+            root = Path(args.keep or tmp)
+            local = timed_run("local", root / "local", args.limit, None)
+            on_ray = timed_run("ray", root / "ray", args.limit, args.workers)
     finally:
         ray.shutdown()
     n = local["cells"]
