@@ -29,6 +29,11 @@ class Method:
     # An oracle copies (part of) the reference: its scores are ceilings to read others against,
     # never a method's achievement; reports mark it and never rank it best.
     oracle: ClassVar[bool] = False
+    # What one worker running this method needs on a Ray cluster (``--executor ray``; the local
+    # executor ignores it): ``gpus`` per worker when the grid runs on CUDA (0: the method runs
+    # on the CPU and holds no GPU, so its device must not change its output), ``cpus`` (also the
+    # worker's torch threads) and ``memory_gb`` of host memory for Ray to reserve (None: none).
+    resources: ClassVar[dict[str, float | None]] = {"gpus": 1, "cpus": 1, "memory_gb": None}
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")

@@ -6,6 +6,7 @@ dicts of tensors stored as safetensors, written atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -60,8 +61,45 @@ class FeatureCache:
         os.replace(tmp, path)
 
     def get_or_compute(self, clip_hash: str, extractor: str, settings: dict, compute) -> dict[str, torch.Tensor]:
+        """The cached value, else ``compute()`` stored. Computed once per entry even when several
+        processes (Ray workers over a shared cache) want it at once: the first holds a lock on the
+        entry while it computes; the others wait for it and read its result."""
         value = self.get(clip_hash, extractor, settings)
-        if value is None:
+        if value is None and self.enabled:
+            path = self._path(extractor, self.key(clip_hash, extractor, settings))
+            with _entry_lock(path):
+                if path.exists():   # another process computed it while this one waited
+                    self.misses -= 1
+                    value = self.get(clip_hash, extractor, settings)
+                if value is None:
+                    value = compute()
+                    self.put(clip_hash, extractor, settings, value)
+        elif value is None:
             value = compute()
-            self.put(clip_hash, extractor, settings, value)
         return value
+
+
+@contextlib.contextmanager
+def _entry_lock(path: Path):
+    """An exclusive flock on ``<entry>.lock`` (released by the kernel however the holder ends);
+    without fcntl, or on a file system that refuses locks, no lock: at worst an entry is
+    computed twice."""
+    try:
+        import fcntl
+    except ImportError:   # Windows
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)

@@ -58,6 +58,7 @@ class RunConfig(_Strict):
     metrics: list[str] = Field(default_factory=lambda: ["psnr", "ssim", "motion_fidelity"])
     metric_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    executor: Literal["local", "ray"] = "local"   # where cells run; `--executor` overrides it
     out: str | None = None
 
 

@@ -60,13 +60,15 @@ def device_info(device: torch.device) -> dict:
 def write_run_json(out: Path, *, config, source, device, clips, variants, metrics, unavailable,
                    finished: bool, cells: dict | None, reference_videos: dict,
                    cell_keys: list[str], fingerprints: dict, method_info: dict,
-                   references: dict | None = None) -> Path:
+                   references: dict | None = None, executor: dict | None = None) -> Path:
     path = Path(out) / "run.json"
     previous = _previous_run_json(path)
     sha, dirty = git_state()
     invocations = previous.get("invocations", [])
     if not finished:
-        invocations.append({"started_at": _now(), "git_sha": sha, "git_dirty": dirty})
+        # the executor per invocation: a run may start locally and resume on a cluster
+        invocations.append({"started_at": _now(), "git_sha": sha, "git_dirty": dirty,
+                            "executor": (executor or {}).get("name", "local")})
     metric_info = {}
     for m in metrics:
         metric_info[m.name] = {"higher_is_better": m.higher_is_better, "available": True, "reason": None,
@@ -91,6 +93,7 @@ def write_run_json(out: Path, *, config, source, device, clips, variants, metric
         "config": config.model_dump(mode="json"),
         "seeds": config.seeds,
         **device_info(device),
+        "executor": executor or {"name": "local"},   # this invocation's (Ray: cluster resources, workers)
         "versions": package_versions(),
         "platform": platform.platform(),
         "python": platform.python_version(),

@@ -4,6 +4,11 @@ Crash safety: a cell's video is written (atomically) before its row, and the row
 transaction; finished cells are skipped on resume, so ``kill -9`` at any moment loses at most
 the cell in progress and never duplicates one. A failing cell is stored as failed with its
 reason and the run goes on.
+
+Executors: cells run one after another in this process (``LocalExecutor``, the default) or on a
+Ray cluster (``bench/ray_executor.py``). Both run the one cell function ``run_cell`` and both
+commit through the runner's one write path (``Runner._commit``: video, then row), so the same
+run directory resumes under either.
 """
 from __future__ import annotations
 
@@ -12,12 +17,14 @@ import re
 import sqlite3
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from motiongrid.bench.api import Method, Metric
+from motiongrid.bench.atomic import atomic_path
 from motiongrid.bench.clip import REFERENCE_GROUND_TRUTH, REFERENCE_SOURCE, Clip
 from motiongrid.bench.config import ConfigError, RunConfig
 from motiongrid.bench.errors import Interrupted, StoreWriteError, signal_name
@@ -134,6 +141,141 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:120]
 
 
+class MethodSet:
+    """The method adapters of one process (the local runner's, or one Ray worker's): one
+    instance per method, prepared once, each variant loaded once before its first cell that
+    needs generating (outside cell timings). A method that fails to construct, prepare or load
+    fails its cells with the reason (``get`` raises it again), never the run.
+
+    ``fingerprints`` (label -> weights identity, for cell keys) are computed here without
+    loading any model, unless given (a Ray worker gets the driver's)."""
+
+    def __init__(self, variants: list[MethodVariant], device: torch.device, fingerprints: dict | None = None):
+        self.device = device
+        self.instances: dict[str, Method | BaseException] = {}
+        for name in dict.fromkeys(v.method for v in variants):
+            cls = next(v.method_cls for v in variants if v.method == name)
+            try:
+                method = cls()
+                method.device = device   # fingerprints may depend on it (e.g. fp16 on CUDA)
+                self.instances[name] = method
+            except Exception as exc:
+                self.instances[name] = exc
+        self.fingerprints = fingerprints if fingerprints is not None else self._fingerprints(variants)
+        self._prepared: set[str] = set()
+        self._loaded: set[str] = set()
+
+    def _fingerprints(self, variants: list[MethodVariant]) -> dict[str, dict]:
+        out = {}
+        for v in variants:
+            method = self.instances[v.method]
+            try:
+                if isinstance(method, BaseException):
+                    raise method
+                out[v.label] = method.fingerprint(v.params)
+            except Exception as exc:
+                out[v.label] = {"unavailable": _failure_reason(exc)}
+        return out
+
+    def load(self, variant: MethodVariant) -> float | None:
+        """Prepare ``variant``'s method (once) and load what its params need; the seconds it
+        took, or None when it was loaded already."""
+        if variant.label in self._loaded:
+            return None
+        self._loaded.add(variant.label)
+        start = time.perf_counter()
+        method = self.instances[variant.method]
+        if variant.method not in self._prepared and not isinstance(method, BaseException):
+            self._prepared.add(variant.method)
+            try:
+                method.prepare(self.device, None)
+            except Exception as exc:
+                self.instances[variant.method] = method = exc
+        if not isinstance(method, BaseException) and "unavailable" not in self.fingerprints[variant.label]:
+            try:
+                method.load(variant.params)
+            except Exception:
+                log.debug("load of %s failed; its cells will say why", variant.label, exc_info=True)
+        return time.perf_counter() - start
+
+    def get(self, variant: MethodVariant) -> Method:
+        method = self.instances[variant.method]
+        if isinstance(method, BaseException):
+            raise RuntimeError(f"prepare failed: {_failure_reason(method)}")
+        fingerprint = self.fingerprints[variant.label]
+        if "unavailable" in fingerprint:
+            raise RuntimeError(fingerprint["unavailable"])
+        return method
+
+
+def new_result(cell: Cell, **fields) -> CellResult:
+    v = cell.variant
+    return CellResult(key=cell.key, method=v.method, label=v.label, params=v.params.model_dump(mode="json"),
+                      clip_id=cell.clip.id, clip_hash=cell.clip.content_hash, seed=cell.seed, **fields)
+
+
+def run_cell(cell: Cell, methods: MethodSet, metrics: list[Metric], device: torch.device,
+             save_video: Callable[[Video, Path], None]) -> CellResult:
+    """One cell: generate, check, save the video (``save_video(video, artifact path relative to
+    the run dir)``, before scoring: a video that cannot be saved fails the cell), score. Never
+    raises: a failure is the result's status and reason. Both executors run this."""
+    v = cell.variant
+    result = new_result(cell)
+    meter = ResourceMeter(device)
+    try:
+        with meter:
+            method = methods.get(v)
+            method.cell_notes = {}
+            with meter.stage("generate"):
+                video = check_output(method.generate(cell.clip, v.params, cell.seed), v)
+            result.notes = json_safe(method.cell_notes)
+        artifact = Path("videos") / f"{cell.key}.mp4"
+        save_video(video, artifact)
+        result.artifact = str(artifact)
+        with meter.stage("score"):
+            result.metrics, result.metric_errors = score_video(metrics, video, cell.clip.scoring_reference())
+    except Exception as exc:
+        result.status, result.reason = "failed", _failure_reason(exc)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    result.timings = {k: round(t, 4) for k, t in meter.timings.items()}
+    result.peak_memory_mb, result.memory_kind = round(meter.peak_memory_mb, 1), meter.memory_kind
+    return result
+
+
+class LocalExecutor:
+    """The default: cells one after another in this process, on ``--device``."""
+    name = "local"
+
+    def resolve_device(self, name: str) -> torch.device:
+        return resolve_device(name)
+
+    def execute(self, runner: Runner, todo: list[Cell], stop: StopOnSignal) -> Iterator[tuple[Cell, CellResult, None]]:
+        """(cell, result, None) per cell, the video already written; stops between cells on a signal."""
+        for cell in todo:
+            if stop.signum is not None:
+                break
+            runner._load(cell.variant)
+            yield cell, runner._run_cell(cell), None
+
+    def info(self) -> dict:
+        return {"name": self.name}
+
+    def close(self) -> None:
+        pass
+
+
+def make_executor(name: str, ray_address: str | None = None, workers: int | None = None):
+    """``local`` or ``ray`` (Ray is an optional extra, imported only here)."""
+    if name == "ray":
+        from motiongrid.bench.ray_executor import RayExecutor
+
+        return RayExecutor(address=ray_address, workers=workers)
+    if ray_address or workers:
+        raise ConfigError("--ray-address and --workers need the ray executor (--executor ray)")
+    return LocalExecutor()
+
+
 @dataclass
 class RunSummary:
     total: int
@@ -144,10 +286,13 @@ class RunSummary:
 
 class Runner:
     def __init__(self, config: RunConfig, source: str, out_dir: Path, limit: int | None = None,
-                 device: str | None = None, progress: bool = True):
+                 device: str | None = None, progress: bool = True, executor: str | None = None,
+                 ray_address: str | None = None, workers: int | None = None):
         self.config, self.source, self.out = config, source, Path(out_dir)
+        self.executor = make_executor(executor or config.executor, ray_address, workers)
         try:
-            self.device = resolve_device(device or config.device)
+            # the executor's: on Ray, "auto" means CUDA when the cluster has GPUs
+            self.device = self.executor.resolve_device(device or config.device)
         except DeviceError as exc:
             raise ConfigError(str(exc)) from None
         self.progress = progress
@@ -163,35 +308,17 @@ class Runner:
         self.total_cells = len(self.variants) * len(self.clips) * len(config.seeds)
         self.cells: list[Cell] = []          # keyed once the methods are prepared (run)
         self._prepared = False
-        self.prepared: dict[str, Method | BaseException] = {}
         self.method_info: dict[str, dict] = {}   # methods loaded in this invocation: load time
-        self._loaded: set[str] = set()            # variant labels whose models are loaded
 
     def prepare_methods(self) -> None:
         """Key every cell without loading any model: each method's fingerprint (its weights'
         identity, which goes into every cell key) comes from ``fingerprint`` on an instance
-        that is not prepared yet. Models load in ``_method``, for the first cell that needs
+        that is not prepared yet. Models load in ``_load``, for the first cell that needs
         generating, so re-running a finished grid loads none. A method that fails to construct
         fails its cells (with the reason), never the run."""
-        for name in dict.fromkeys(v.method for v in self.variants):
-            cls = next(v.method_cls for v in self.variants if v.method == name)
-            try:
-                method = cls()
-                method.device = self.device   # fingerprints may depend on it (e.g. fp16 on CUDA)
-                self.prepared[name] = method
-            except Exception as exc:
-                self.prepared[name] = exc
-        fingerprints = {}
-        for v in self.variants:
-            method = self.prepared[v.method]
-            try:
-                if isinstance(method, BaseException):
-                    raise method
-                fingerprints[v.label] = method.fingerprint(v.params)
-            except Exception as exc:
-                fingerprints[v.label] = {"unavailable": _failure_reason(exc)}
-        self.fingerprints = fingerprints
-        self.cells = expand_cells(self.variants, self.clips, self.config.seeds, self.metric_spec, fingerprints)
+        self.methods = MethodSet(self.variants, self.device)
+        self.fingerprints = self.methods.fingerprints
+        self.cells = expand_cells(self.variants, self.clips, self.config.seeds, self.metric_spec, self.fingerprints)
 
     def prepare(self) -> None:
         """Key the cells (loading no model) and load metrics once, before any cell; what
@@ -199,40 +326,57 @@ class Runner:
         if self._prepared:
             return
         self.prepare_methods()
-        self.metrics = prepare_metrics(self.metrics, self.device, self.unavailable)
+        # A Ray driver without a GPU of its own loads metrics (set-level scoring) on its CPU.
+        here = self.device if self.device.type != "cuda" or torch.cuda.is_available() else torch.device("cpu")
+        self.metrics = prepare_metrics(self.metrics, here, self.unavailable)
         self._prepared = True
 
     def run(self) -> RunSummary:
         """Run the cells not yet finished. One run per directory at a time (a lock); SIGINT or
-        SIGTERM stops after the cell in progress (raises Interrupted); a row that cannot be
+        SIGTERM stops after the cells in progress (raises Interrupted); a row that cannot be
         written stops the run cleanly (raises StoreWriteError)."""
         self.out.mkdir(parents=True, exist_ok=True)
-        with RunDirLock(self.out), Store(self.out / "results.sqlite") as store, StopOnSignal() as stop:
-            self.prepare()
-            done = store.finished_keys()
-            todo = [c for c in self.cells if c.key not in done]
-            self._write_provenance(finished=False)
-            self._save_references()
-            ok = failed = 0
-            with self._progress(len(todo)) as advance:
-                for cell in todo:
-                    if stop.signum is not None:
-                        break
-                    self._load(cell.variant)
-                    result = self._run_cell(cell)
-                    self._store(store, result, stored=ok + failed)
-                    ok += result.status == "ok"
-                    failed += result.status == "failed"
-                    advance(cell, result)
-            if stop.signum is not None:
-                self._write_provenance(finished=False, store=store)
-                raise Interrupted(stop.signum, f"stopped by {signal_name(stop.signum)} after {ok + failed} of "
-                                               f"{len(todo)} cells; every finished cell is stored in "
-                                               f"{store.path}")
-            self._score_sets(store)
-            summary = RunSummary(len(self.cells), len(self.cells) - len(todo), ok, failed)
-            self._write_provenance(finished=True, store=store)
-            return summary
+        try:
+            with RunDirLock(self.out), Store(self.out / "results.sqlite") as store, StopOnSignal() as stop:
+                return self._run(store, stop)
+        finally:
+            self.executor.close()
+
+    def _run(self, store: Store, stop: StopOnSignal) -> RunSummary:
+        self.prepare()
+        done = store.finished_keys()
+        todo = [c for c in self.cells if c.key not in done]
+        self._write_provenance(finished=False)
+        self._save_references()
+        ok = failed = 0
+        with self._progress(len(todo)) as advance:
+            for cell, result, video in self.executor.execute(self, todo, stop):
+                self._commit(store, result, video, stored=ok + failed)
+                ok += result.status == "ok"
+                failed += result.status == "failed"
+                advance(cell, result)
+        if stop.signum is not None:
+            self._write_provenance(finished=False, store=store)
+            raise Interrupted(stop.signum, f"stopped by {signal_name(stop.signum)} after {ok + failed} of "
+                                           f"{len(todo)} cells; every finished cell is stored in "
+                                           f"{store.path}")
+        self._score_sets(store)
+        summary = RunSummary(len(self.cells), len(self.cells) - len(todo), ok, failed)
+        self._write_provenance(finished=True, store=store)
+        return summary
+
+    def _commit(self, store: Store, result: CellResult, video: bytes | None, stored: int) -> None:
+        """The one write path: the cell's video (a worker's encoded mp4; a local cell's is
+        written already), atomically, then its row. A video that cannot be written fails the
+        cell, as in ``run_cell``."""
+        if video is not None and result.artifact:
+            try:
+                with atomic_path(self.out / result.artifact) as tmp:
+                    tmp.write_bytes(video)
+            except OSError as exc:
+                result.status, result.reason = "failed", _failure_reason(exc)
+                result.metrics, result.metric_errors, result.artifact = {}, {}, None
+        self._store(store, result, stored)
 
     def _store(self, store: Store, result: CellResult, stored: int) -> None:
         """Commit one row; if that fails (disk full), remove its video and stop the run cleanly."""
@@ -246,63 +390,19 @@ class Runner:
                 f"({type(exc).__name__}: {exc}); stopped after {stored} cells, nothing half-written. "
                 f"Free space (or fix the cause) and run the same command again to resume") from exc
 
-    # -- one cell ------------------------------------------------------------------
-    def _method(self, variant: MethodVariant) -> Method:
-        method = self.prepared[variant.method]
-        if isinstance(method, BaseException):
-            raise RuntimeError(f"prepare failed: {_failure_reason(method)}")
-        fingerprint = self.fingerprints[variant.label]
-        if "unavailable" in fingerprint:
-            raise RuntimeError(fingerprint["unavailable"])
-        return method
-
+    # -- one cell (local executor) ------------------------------------------------------
     def _load(self, variant: MethodVariant) -> None:
-        """Before the first cell of ``variant`` that needs generating (outside cell timings):
-        prepare its method once, then let it load what these params need. A failure is kept
-        and fails the cells (``_method`` / ``generate`` raise it again), never the run."""
-        if variant.label in self._loaded:
-            return
-        self._loaded.add(variant.label)
-        start = time.perf_counter()
-        method = self.prepared[variant.method]
-        if variant.method not in self.method_info and not isinstance(method, BaseException):
-            try:
-                method.prepare(self.device, None)
-            except Exception as exc:
-                self.prepared[variant.method] = method = exc
-        if not isinstance(method, BaseException) and "unavailable" not in self.fingerprints[variant.label]:
-            try:
-                method.load(variant.params)
-            except Exception:
-                log.debug("load of %s failed; its cells will say why", variant.label, exc_info=True)
-        info = self.method_info.setdefault(variant.method, {"load_s": 0.0})
-        info["load_s"] = round(info["load_s"] + time.perf_counter() - start, 3)
+        """Before the first cell of ``variant`` that needs generating (outside cell timings)."""
+        self.add_load_time(variant.method, self.methods.load(variant))
+
+    def add_load_time(self, method: str, seconds: float | None) -> None:
+        if seconds is not None:
+            info = self.method_info.setdefault(method, {"load_s": 0.0})
+            info["load_s"] = round(info["load_s"] + seconds, 3)
 
     def _run_cell(self, cell: Cell) -> CellResult:
-        v = cell.variant
-        result = CellResult(key=cell.key, method=v.method, label=v.label,
-                            params=v.params.model_dump(mode="json"), clip_id=cell.clip.id,
-                            clip_hash=cell.clip.content_hash, seed=cell.seed)
-        meter = ResourceMeter(self.device)
-        try:
-            with meter:
-                method = self._method(v)
-                method.cell_notes = {}
-                with meter.stage("generate"):
-                    video = check_output(method.generate(cell.clip, v.params, cell.seed), v)
-                result.notes = json_safe(method.cell_notes)
-            artifact = Path("videos") / f"{cell.key}.mp4"
-            write_video(video, self.out / artifact)
-            result.artifact = str(artifact)
-            with meter.stage("score"):
-                result.metrics, result.metric_errors = score_video(self.metrics, video, cell.clip.scoring_reference())
-        except Exception as exc:
-            result.status, result.reason = "failed", _failure_reason(exc)
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-        result.timings = {k: round(t, 4) for k, t in meter.timings.items()}
-        result.peak_memory_mb, result.memory_kind = round(meter.peak_memory_mb, 1), meter.memory_kind
-        return result
+        return run_cell(cell, self.methods, self.metrics, self.device,
+                        lambda video, artifact: write_video(video, self.out / artifact))
 
     # -- set-level metrics ---------------------------------------------------------
     def _score_sets(self, store: Store) -> None:
@@ -361,7 +461,7 @@ class Runner:
             unavailable=self.unavailable, finished=finished, cells=counts,
             reference_videos={c.id: f"references/{safe_name(c.id)}.mp4" for c in self.clips},
             cell_keys=[c.key for c in self.cells], fingerprints=self.fingerprints,
-            method_info=self.method_info, references=self.references)
+            method_info=self.method_info, references=self.references, executor=self.executor.info())
 
     def _progress(self, total: int):
         return _ProgressBar(total, enabled=self.progress)

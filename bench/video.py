@@ -138,6 +138,19 @@ def write_video(video: Video, path: str | os.PathLike, lossless: bool = True) ->
     return path
 
 
+def encode_video(video: Video, lossless: bool = True) -> bytes:
+    """The mp4 file ``write_video`` writes, as bytes (a Ray worker returns them to the driver,
+    which writes them)."""
+    import tempfile
+
+    import av
+
+    with tempfile.TemporaryDirectory(prefix="motiongrid-video-") as folder:
+        path = Path(folder) / "video.mp4"
+        _encode_mp4(av, video, path, lossless)
+        return path.read_bytes()
+
+
 def _encode_mp4(av, video: Video, tmp: Path, lossless: bool) -> None:
     frames = to_uint8(video.frames).permute(0, 2, 3, 1).numpy()  # T,H,W,3
     t, h, w, _ = frames.shape

@@ -16,6 +16,7 @@ class ReferenceBaseline(Method):
     task = "baseline"
     description = "returns the scoring reference: the clip, or an edit's ground truth (ceiling)"
     oracle = True
+    resources = {"gpus": 0, "cpus": 1, "memory_gb": None}   # copies frames: no GPU on a cluster
 
     def generate(self, clip, params, seed) -> Video:
         reference = clip.scoring_reference().video
@@ -28,6 +29,7 @@ class StaticBaseline(Method):
     task = "baseline"
     description = "repeats the first reference frame (zero motion)"
     oracle = True   # its first frame is the reference's
+    resources = {"gpus": 0, "cpus": 1, "memory_gb": None}
 
     def generate(self, clip, params, seed) -> Video:
         frames = clip.frames
@@ -40,6 +42,7 @@ class SourceBaseline(Method):
     of an edit (it keeps every pixel of the subject and background, and none of the new motion)."""
     task = "edit"
     description = "returns the editing case's source video unchanged (appearance ceiling, motion floor)"
+    resources = {"gpus": 0, "cpus": 1, "memory_gb": None}
 
     def generate(self, clip, params, seed) -> Video:
         return Video(clip.frames.clone(), clip.video.fps)

@@ -16,11 +16,13 @@ def _cmd_run(args) -> int:
     try:
         config, source = load_config(args.config)
         out = Path(args.out or config.out or Path("runs") / config.name)
-        runner = Runner(config, source, out, limit=args.limit, device=args.device, progress=not args.quiet)
+        runner = Runner(config, source, out, limit=args.limit, device=args.device, progress=not args.quiet,
+                        executor=args.executor, ray_address=args.ray_address, workers=args.workers)
     except (ConfigError, VideoError) as exc:
         return error("run", exc)
+    where = "" if runner.executor.name == "local" else f" on {runner.executor.name}"
     print(f"motiongrid run: {runner.total_cells} cells ({len(runner.variants)} method variants × "
-          f"{len(runner.clips)} clips × {len(config.seeds)} seeds) -> {out}")
+          f"{len(runner.clips)} clips × {len(config.seeds)} seeds){where} -> {out}")
     runner.prepare()
     for name, reason in runner.unavailable.items():
         print(f"  metric {name}: {reason}")
@@ -43,6 +45,9 @@ def _resume_command(args, out: Path) -> str:
     parts = ["motiongrid", "run"] + ([args.config] if args.config else []) + ["--out", str(out)]
     parts += [f"--limit={args.limit}"] if args.limit else []
     parts += [f"--device={args.device}"] if args.device else []
+    parts += [f"--executor={args.executor}"] if args.executor else []
+    parts += [f"--ray-address={args.ray_address}"] if args.ray_address else []
+    parts += [f"--workers={args.workers}"] if args.workers else []
     return shlex.join(parts)
 
 
@@ -109,6 +114,12 @@ def register(sub) -> None:
     p.add_argument("--out", help="run directory (default: config's `out`, else runs/<name>)")
     p.add_argument("--limit", type=positive_int, help="keep only the first N clips (N >= 1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the config's device")
+    p.add_argument("--executor", choices=["local", "ray"],
+                   help="where cells run: this process (default) or a Ray cluster (overrides the config's `executor`)")
+    p.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                   help="the Ray cluster to use (default: $RAY_ADDRESS, else a new local Ray instance)")
+    p.add_argument("--workers", type=positive_int, help="with --executor ray: at most N workers per pool "
+                   "(default: as many as the cluster fits)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
