@@ -436,16 +436,13 @@ class Runner:
         previews (an editing case's ground truth; its source when it has none)."""
         for clip in self.clips:
             path = self.out / "references" / f"{safe_name(clip.id)}.mp4"
-            if not path.exists():
-                try:
-                    write_video(clip.scoring_reference().video, path)
-                except VideoError:
-                    try:
-                        write_video(clip.video, path)
-                    except (VideoError, OSError) as exc:
-                        log.warning("reference preview for %r not written: %s", clip.id, exc)
-                except OSError as exc:
-                    log.warning("reference preview for %r not written: %s", clip.id, exc)
+            if path.exists():
+                continue
+            shown = clip.scoring_reference() if clip.edit is None or clip.edit.ground_truth is not None else clip
+            try:
+                write_video(shown.video, path)
+            except (VideoError, OSError) as exc:
+                log.warning("reference preview for %r not written: %s", clip.id, exc)
 
     def _write_provenance(self, finished: bool, store: Store | None = None) -> None:
         counts = None

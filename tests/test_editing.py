@@ -17,7 +17,7 @@ from motiongrid.bench.runner import Runner
 from motiongrid.bench.store import Store
 from motiongrid.bench.video import VideoError, from_uint8, read_video, to_uint8, write_video
 from motiongrid.datasets.folder import FolderClipSet, ManifestError, export_clips
-from motiongrid.datasets.shapes import COLOURS, PRESETS, ShapesClipSet, ShapesOptions, _Scene, generate_clips
+from motiongrid.datasets.shapes import COLOURS, FLAT_BACKGROUND, PRESETS, ShapesClipSet, ShapesOptions, _Scene, generate_clips
 from motiongrid.metrics.fid import FID
 
 EDIT = dict(PRESETS["edit"], count=6, seed=1000)
@@ -64,7 +64,7 @@ def test_masks_are_the_rendered_silhouettes_and_dilation_grows_t():
         assert abs(xs.mean() - want[0]) < 0.5 and abs(ys.mean() - want[1]) < 0.5
     # S covers the object pixels of the source; T those of the ground truth
     gt = clip.scoring_reference().frames
-    background = torch.tensor(PRESETS["toy"]["background"] == "flat" and (0.08, 0.08, 0.10))[:, None, None]
+    background = torch.tensor(FLAT_BACKGROUND)[:, None, None]
     moved = (gt - background).abs().amax(1) > 0.5
     assert (inputs.target_masks | ~moved).all()
     dilated = edit_clips(target_mask_dilate=2)[0]

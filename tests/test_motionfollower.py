@@ -406,3 +406,14 @@ def test_camera_mode_keeps_the_reconstruction_and_changes_the_edit(bb, case):
     camera = sampler.run(x_T, inp, torch.Generator().manual_seed(6))
     assert torch.allclose(camera.reconstruction, plain.reconstruction, atol=1e-6)
     assert not torch.allclose(camera.video, plain.video, atol=1e-4)
+
+
+def test_reconstruction_psnr_note_uses_the_psnr_metrics_convention():
+    from motiongrid.methods.motionfollower.adapter import reconstruction_psnr
+    from motiongrid.metrics.fidelity import PSNR
+
+    gen = torch.Generator().manual_seed(7)
+    a = torch.rand(4, 3, 8, 8, generator=gen)
+    b = (a + 0.05 * torch.randn(a.shape, generator=gen)).clamp(0, 1)
+    b[0] = a[0]                                              # one identical frame: the 100 dB cap
+    assert reconstruction_psnr(b, a) == pytest.approx(float(PSNR().per_frame(b, a).mean()), abs=1e-9)

@@ -44,13 +44,15 @@ def toy_edit_backbone(seed: int = 0, pose_gain: float = 0.05):
     """A ToyEditBackbone from the shipped toy UNet and freshly initialised toy controllers
     (seeded; PoCtr's zero output conv replaced by small random weights so poses matter).
     Plumbing and algebra only: an untrained controller says nothing about quality."""
+    import copy
+
     import torch
 
     from motiongrid.methods.motionfollower.model import ToyEditBackbone, toy_controllers
     from motiongrid.methods.toy.model import load_toy, make_ddim_scheduler
 
     unet, encoder, config, _ = load_toy(None, "cpu")
-    base, _, _, _ = load_toy(None, "cpu")
+    base = copy.deepcopy(unet)          # the estimator's base UNet: same weights, separate module
     torch.manual_seed(seed)
     pose, ref = toy_controllers(config["unet"])
     torch.nn.init.normal_(pose.conv_out.weight, std=pose_gain)

@@ -7,10 +7,8 @@ import argparse
 from motiongrid.bench.cli.common import ExitCode, positive_int
 
 
-def _cmd_train(args) -> int:
+def _run_training(args, train) -> int:
     import torch
-
-    from motiongrid.methods.toy.train import train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -19,6 +17,12 @@ def _cmd_train(args) -> int:
     print(f"trained to step {summary['step']}/{summary['steps']} ({summary['stopped']}), "
           f"{summary['minutes']:.1f} min; exported to {', '.join(summary.get('exported', []))}")
     return ExitCode.OK
+
+
+def _cmd_train(args) -> int:
+    from motiongrid.methods.toy.train import train
+
+    return _run_training(args, train)
 
 
 def _cmd_export(args) -> int:
@@ -40,17 +44,9 @@ def _cmd_sample(args) -> int:
 
 
 def _cmd_train_edit(args) -> int:
-    import torch
-
     from motiongrid.methods.motionfollower.toy_train import train_edit
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    summary = train_edit(args.out, steps=args.steps, seed=args.seed, resume=args.resume, max_minutes=args.max_minutes,
-                         export=args.export, progress=not args.quiet)
-    print(f"trained to step {summary['step']}/{summary['steps']} ({summary['stopped']}), "
-          f"{summary['minutes']:.1f} min; exported to {', '.join(summary.get('exported', []))}")
-    return ExitCode.OK
+    return _run_training(args, train_edit)
 
 
 def _edit_backbone(args):

@@ -39,9 +39,12 @@ def _fit(x: torch.Tensor, size: tuple[int, int], masks: bool = False) -> torch.T
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a.double() - b.double()) ** 2).mean())
-    return 100.0 if mse < 1e-10 else float(10 * torch.log10(torch.tensor(1.0 / mse)))
+def reconstruction_psnr(reconstruction: torch.Tensor, source: torch.Tensor) -> float:
+    """The ``psnr`` metric's convention (10·log10(1/MSE) per frame in float64, 100 dB below
+    MSE 1e-10, mean over frames), for the cell's notes; methods do not import metrics
+    (tests/test_layout.py), and a test checks the two agree."""
+    mse = (reconstruction.double() - source.double()).square().flatten(1).mean(1)
+    return float(torch.where(mse < 1e-10, torch.full_like(mse, 100.0), 10 * torch.log10(1.0 / mse)).mean())
 
 
 @methods.register("motionfollower")
@@ -93,8 +96,10 @@ class MotionFollower(Method):
                 context=bb.context(source, clip.prompt),
                 source_pose=bb.pose_features(_fit(inputs.source_poses[:n], size)),
                 target_pose=bb.pose_features(_fit(inputs.target_poses[:n], size)),
-                reference=bb.reference_features(source),
-                estimator_reference=bb.reference_features(source, estimator=params.estimator == "released"),
+                reference=(reference := bb.reference_features(source)),
+                # the released estimator has its own (untrained) ReCtr; only guidance reads it
+                estimator_reference=bb.reference_features(source, estimator=True)
+                if params.estimator == "released" and params.energy_scale != 0 else reference,
                 source_masks=_fit(inputs.source_masks[:n], size, masks=True).to(bb.device),
                 target_masks=_fit(inputs.target_masks[:n], size, masks=True).to(bb.device))
         steps = params.steps or bb.default_steps
@@ -108,5 +113,5 @@ class MotionFollower(Method):
         self.last_reconstruction = result.reconstruction
         self.cell_notes = {"guidance_calls": result.info["guidance_calls"],
                            "dropped_frame_terms": result.info["dropped_frame_terms"],
-                           "reconstruction_psnr": round(psnr(result.reconstruction, source.cpu()), 3)}
+                           "reconstruction_psnr": round(reconstruction_psnr(result.reconstruction, source.cpu()), 3)}
         return Video(out, clip.video.fps)

@@ -27,44 +27,28 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from motiongrid.bench.video import from_minus_one_one, to_minus_one_one
+from motiongrid.bench.video import to_minus_one_one
+from motiongrid.methods.backbone import Backbone
 from motiongrid.methods.motionfollower.controllers import PoseController, load_strict, reference_controller
+from motiongrid.methods.toy.model import ToyBackbone
 
 ESTIMATOR_SEED = 0   # the released estimator's ReCtr is random; ours is seeded
 
 
 @dataclass
-class EditBackbone:
-    model_id: str
-    unet: nn.Module                       # denoising UNetMotionModel
-    pose_controller: nn.Module
-    reference_controller: nn.Module       # T2IAdapter; called on frames in [-1, 1]
-    base_unet: nn.Module                  # the estimator's UNet when estimator = "released"
-    scheduler: object                     # diffusers DDIMScheduler (alphas, variance)
-    num_frames: int
-    height: int
-    width: int
-    device: torch.device
-    dtype: torch.dtype
-    fingerprint: dict
+class EditBackbone(Backbone):
+    """A ``Backbone`` (denoising UNet as ``unet``, scheduler, size, pixels <-> UNet input) plus
+    the controllers and the estimator's base UNet."""
+    pose_controller: nn.Module = None
+    reference_controller: nn.Module = None  # T2IAdapter; called on frames in [-1, 1]
+    base_unet: nn.Module = None             # the estimator's UNet when estimator = "released"
     default_steps: int = 50
     default_cfg: float = 3.5
     max_frames: int = 32              # frames edited in one pass (the motion modules' positional encoding)
     _estimator_reference: nn.Module | None = field(default=None, repr=False)
 
-    # -- inputs
     def context(self, frames: torch.Tensor, prompt: str) -> torch.Tensor:
         """(F, seq, dim) appearance context, one per source frame; zeros are unconditional."""
-        raise NotImplementedError
-
-    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
-        """(F, 3, H, W) in [0, 1] -> UNet input (1, C, F, h, w)."""
-        raise NotImplementedError
-
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def latent_shape(self) -> tuple[int, int, int, int]:
         raise NotImplementedError
 
     def pose_features(self, poses: torch.Tensor) -> torch.Tensor:
@@ -103,23 +87,11 @@ def toy_controllers(unet_config: dict) -> tuple[PoseController, nn.Module]:
 
 
 @dataclass
-class ToyEditBackbone(EditBackbone):
-    prompt_encoder: nn.Module = field(default=None)
-    config: dict = field(default_factory=dict)
+class ToyEditBackbone(EditBackbone, ToyBackbone):
+    """The toy backbone (pixels <-> UNet input as ``ToyBackbone``) with toy controllers."""
 
     def context(self, frames: torch.Tensor, prompt: str) -> torch.Tensor:
-        with torch.no_grad():
-            emb = self.prompt_encoder([prompt]).to(self.device, self.dtype)
-        return emb.expand(frames.shape[0], -1, -1)
-
-    def encode_video(self, frames: torch.Tensor) -> torch.Tensor:
-        return to_minus_one_one(frames).permute(1, 0, 2, 3).unsqueeze(0).to(self.device, self.dtype)
-
-    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        return from_minus_one_one(latents[0].permute(1, 0, 2, 3).float()).cpu()
-
-    def latent_shape(self) -> tuple[int, int, int, int]:
-        return (3, self.num_frames, self.height, self.width)
+        return self.encode_prompt([prompt]).expand(frames.shape[0], -1, -1)
 
     def reference_config(self) -> dict:
         return {"channels": tuple(self.config["unet"]["block_out_channels"]), "num_res_blocks": 2, "downscale_factor": 1}
@@ -141,8 +113,9 @@ def load_toy_edit_backbone(model_id: str = "toy-motionfollower", device: torch.d
     from safetensors.torch import load_file
 
     from motiongrid.bench import weights
+    from motiongrid.bench.fingerprint import file_sha256
     from motiongrid.methods.motionfollower.params import toy_fingerprint
-    from motiongrid.methods.toy.model import build_model, load_toy, make_ddim_scheduler, sha256_file
+    from motiongrid.methods.toy.model import build_model, load_toy, make_ddim_scheduler
 
     device = torch.device(device)
     file = Path(path) if path is not None else Path(weights.require("toy-motionfollower"))
@@ -151,7 +124,7 @@ def load_toy_edit_backbone(model_id: str = "toy-motionfollower", device: torch.d
         raise FileNotFoundError(f"toy MotionFollower checkpoint {file}: its config {config_path.name} is missing beside it")
     config = json.loads(config_path.read_text())
     base_unet, encoder, base_config, base_path = load_toy(None, device)
-    if sha256_file(base_path) != config["base_sha256"]:
+    if file_sha256(base_path) != config["base_sha256"]:   # cached by size and mtime
         raise ValueError(f"{file}: fine-tuned from a toy model with sha256 {config['base_sha256'][:12]}…, "
                          f"but the toy model here ({base_path}) differs; retrain with `motiongrid toy train-edit`")
     parts = split_state(load_file(str(file)))

@@ -108,7 +108,7 @@ def load_released_unets(base_dir, denoising_path, motion_path, dtype=torch.float
     unet_state, ref_state = convert_denoising_unet(_torch_load(denoising_path))
     denoiser = build_unet(unet2d, adapter_config)
     # denoising_unet.pth may leave the motion modules to motion_module.pth (as released)
-    load_strict(denoiser, {**{k: v for k, v in motion.items()}, **unet_state}, f"{denoising_path} [UNet]")
+    load_strict(denoiser, {**motion, **unet_state}, f"{denoising_path} [UNet]")
     # one ReCtr level per down block, at that block's width (320/640/1280/1280 on SD1.x)
     ref = reference_controller(tuple(unet2d.config.block_out_channels))
     load_strict(ref, ref_state, f"{denoising_path} [ReCtr]")

@@ -224,12 +224,14 @@ class EditSampler:
         return self.bb.unet if self.estimator == "shared" else self.bb.base_unet
 
     def reconstruct(self, x_T: torch.Tensor, inp: EditInputsOnDevice, plan: list[tuple[int, int]]):
-        """Conditional-only DDIM from x_T with the source poses; returns (final latent,
-        latent per step, R features per guided step or {})."""
-        x, latents, recon_features = x_T, [], {}
+        """Conditional-only DDIM from x_T with the source poses; returns (final latent, the
+        latents of the guided steps — what guidance reads —, R features per guided step or {})."""
+        x, latents, recon_features = x_T, {}, {}
+        guided = self.schedule.guided if self.guidance_on else frozenset()
         capture = self.estimator == "shared" and self.guidance_on
         for i, (t, prev) in enumerate(plan):
-            latents.append(x)
+            if i in guided:
+                latents[i] = x
             grabbed: dict = {}
             with torch.no_grad(), self._camera("save", i):
                 if capture and i in self.schedule.guided:

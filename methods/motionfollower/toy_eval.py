@@ -16,29 +16,9 @@ import numpy as np
 import torch
 
 from motiongrid.datasets.shapes import ShapesClipSet
-from motiongrid.methods.toy.sample import quality
+from motiongrid.methods.toy.sample import foreground, object_centres, quality, save_strip
 
 HELD_APART_SEED = 1000     # the toy benchmarks' clips; training draws from its own (seed, step) streams
-
-
-def object_centres(video: torch.Tensor, fg_threshold: float = 0.3) -> list[tuple[float, float] | None]:
-    """(x, y) centroid of the largest foreground component per frame (None when empty)."""
-    from scipy import ndimage
-
-    from motiongrid.datasets.shapes import FLAT_BACKGROUND
-
-    bg = torch.tensor(FLAT_BACKGROUND, dtype=video.dtype).view(1, 3, 1, 1)
-    fg = ((video - bg).abs().amax(dim=1) > fg_threshold).numpy()
-    out = []
-    for mask in fg:
-        labels, n = ndimage.label(mask)
-        if not n:
-            out.append(None)
-            continue
-        sizes = ndimage.sum(mask, labels, range(1, n + 1))
-        y, x = ndimage.center_of_mass(mask, labels, int(np.argmax(sizes)) + 1)
-        out.append((float(x), float(y)))
-    return out
 
 
 def centre_error(video: torch.Tensor, truth: torch.Tensor) -> float:
@@ -46,7 +26,7 @@ def centre_error(video: torch.Tensor, truth: torch.Tensor) -> float:
     a frame where the edit has no object counts as the frame diagonal."""
     diag = float(np.hypot(*video.shape[-2:]))
     errs = []
-    for a, b in zip(object_centres(video), object_centres(truth)):
+    for a, b in zip(object_centres(foreground(video))[0], object_centres(foreground(truth))[0]):
         errs.append(diag if a is None or b is None else float(np.hypot(a[0] - b[0], a[1] - b[1])))
     return float(np.mean(errs))
 
@@ -93,11 +73,6 @@ def write_acceptance(backbone, out: str | os.PathLike, **kwargs) -> dict:
 def edit_strip(backbone, out_png: str | os.PathLike, clips: int = 3, seed: int = 0, scale: int = 4) -> Path:
     """A PNG per case: source, target pose, ground truth, the edit without and with score
     guidance, and the reconstruction branch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from motiongrid.methods.motionfollower.params import MotionFollowerParams
 
     method = _method(backbone)
@@ -112,15 +87,4 @@ def edit_strip(backbone, out_png: str | os.PathLike, clips: int = 3, seed: int =
         for label, video in rows.items():
             images.append(torch.cat(list(video.clamp(0, 1)), dim=2).permute(1, 2, 0).numpy())
             labels.append(label)
-    fig, axes = plt.subplots(len(images), 1, figsize=(images[0].shape[1] * scale / 100 + 0.2,
-                                                      len(images) * (images[0].shape[0] * scale / 100 + 0.3)), dpi=100)
-    for ax, img, label in zip(np.atleast_1d(axes), images, labels):
-        ax.imshow(img, interpolation="nearest")
-        ax.set_title(label, fontsize=8, loc="left")
-        ax.axis("off")
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_strip(images, labels, out_png, scale)

@@ -30,8 +30,7 @@ def quality(video: torch.Tensor, colour: str, fg_threshold: float = 0.3, margin:
     (over pixels and channels), the foreground share of the frame, and whether the mean
     foreground colour is nearest the prompted one among the toy colours."""
     bg = torch.tensor(FLAT_BACKGROUND, dtype=video.dtype).view(1, 3, 1, 1)
-    dist = (video - bg).abs().amax(dim=1, keepdim=True)               # (F,1,H,W)
-    fg = dist > fg_threshold
+    fg = foreground(video, fg_threshold)[:, None]                       # (F,1,H,W)
     near = torch.nn.functional.max_pool2d(fg.float(), 2 * margin + 1, stride=1, padding=margin) > 0
     background = ~near
     bg_err = ((video - bg).abs() * background).sum() / (background.sum() * 3).clamp(min=1)
@@ -46,9 +45,15 @@ def quality(video: torch.Tensor, colour: str, fg_threshold: float = 0.3, margin:
     return out
 
 
-def _object_track(fg: torch.Tensor) -> dict:
-    """Per-frame connected components of the foreground mask (F,H,W) and the mean per-frame
-    step of the largest component's centroid (px): "one object" and "it moves"."""
+def foreground(video: torch.Tensor, fg_threshold: float = 0.3) -> torch.Tensor:
+    """(F, H, W) bool: pixels farther than ``fg_threshold`` (max over channels) from the flat background."""
+    bg = torch.tensor(FLAT_BACKGROUND, dtype=video.dtype).view(1, 3, 1, 1)
+    return (video - bg).abs().amax(dim=1) > fg_threshold
+
+
+def object_centres(fg: torch.Tensor) -> tuple[list[tuple[float, float] | None], list[int]]:
+    """Per frame of a (F, H, W) foreground mask: the (y, x) centroid of the largest connected
+    component (None when empty), and the number of components."""
     from scipy import ndimage
 
     counts, centres = [], []
@@ -60,6 +65,13 @@ def _object_track(fg: torch.Tensor) -> dict:
             centres.append(ndimage.center_of_mass(mask, labels, int(np.argmax(sizes)) + 1))
         else:
             centres.append(None)
+    return centres, counts
+
+
+def _object_track(fg: torch.Tensor) -> dict:
+    """The mean number of components and the mean per-frame step of the largest one's
+    centroid (px): "one object" and "it moves"."""
+    centres, counts = object_centres(fg)
     steps = [float(np.hypot(*np.subtract(b, a))) for a, b in zip(centres, centres[1:]) if a is not None and b is not None]
     return {"components": float(np.mean(counts)), "step_px": float(np.mean(steps)) if steps else float("nan")}
 
@@ -163,11 +175,6 @@ def sample_strip(backbone: Backbone, out_png: str | os.PathLike, clips: int = 3,
                  rows: dict[str, RowMaker] | None = None, scale: int = 4) -> Path:
     """A PNG: for each clip a block of rows (reference, then each row maker), frames left to
     right, upscaled ``scale``× with nearest neighbour, one labelled row per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = rows if rows is not None else strip_rows()
     refs = toy_reference_clips(clips, clip_options=getattr(backbone, "config", {}).get("clip_options"))
     labels, images = [], []
@@ -179,9 +186,19 @@ def sample_strip(backbone: Backbone, out_png: str | os.PathLike, clips: int = 3,
             strip = torch.cat(list(video.clamp(0, 1)), dim=2)          # (3, H, F*W)
             images.append(strip.permute(1, 2, 0).numpy())
             labels.append(f"{name}" + (f" — {prompt}" if name == "reference" else ""))
-    fig, axes = plt.subplots(len(images), 1, figsize=(images[0].shape[1] * scale / 100 + 0.2,
-                                                      len(images) * (images[0].shape[0] * scale / 100 + 0.3)), dpi=100)
-    for ax, img, label in zip(np.atleast_1d(axes), images, labels):
+    return save_strip(images, labels, out_png, scale)
+
+
+def save_strip(rows: list[np.ndarray], labels: list[str], out_png: str | os.PathLike, scale: int = 4) -> Path:
+    """One labelled image row per entry (HWC in [0, 1]), upscaled ``scale``× nearest, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 1, figsize=(rows[0].shape[1] * scale / 100 + 0.2,
+                                                    len(rows) * (rows[0].shape[0] * scale / 100 + 0.3)), dpi=100)
+    for ax, img, label in zip(np.atleast_1d(axes), rows, labels):
         ax.imshow(img, interpolation="nearest")
         ax.set_title(label, fontsize=8, loc="left")
         ax.axis("off")
