@@ -27,6 +27,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from motiongrid.bench.errors import UserError
+from motiongrid.bench.files import read_text
 
 
 class ConfigError(UserError, ValueError):
@@ -93,7 +94,7 @@ def load_config(path: str | Path | None) -> tuple[RunConfig, str]:
         p = Path(path)
         if not p.exists():
             raise ConfigError(f"{p}: config file not found")
-        text = p.read_text()
+        text = read_text(p)
         source = str(p)
     try:
         data = tomllib.loads(text)

@@ -25,6 +25,7 @@ says how to align them.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from motiongrid.bench.errors import UserError
+from motiongrid.bench.files import read_text
 from motiongrid.bench.registry import UnknownName
 from motiongrid.bench.registry import metrics as metric_registry
 
@@ -114,12 +116,11 @@ def load_prompts(path: Path | None, reference_root: Path, pairs) -> dict[str, st
         if len(pairs) != 1:
             raise ScoreError(f"--prompts {path}: a .txt holds one prompt, but there are {len(pairs)} pairs; "
                              f"use a JSON/YAML mapping stem -> prompt")
-        return {pairs[0][0]: path.read_text().strip()}
+        return {pairs[0][0]: read_text(path).strip()}
     if suffix == ".csv":
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = list(csv.DictReader(io.StringIO(read_text(path))))
     elif suffix in (".json", ".yaml", ".yml"):
-        data = json.loads(path.read_text()) if suffix == ".json" else yaml.safe_load(path.read_text())
+        data = json.loads(read_text(path)) if suffix == ".json" else yaml.safe_load(read_text(path))
         if isinstance(data, dict) and "clips" in data:
             data = data["clips"]
         if isinstance(data, dict):

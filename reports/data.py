@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from motiongrid.bench.errors import UserError
+from motiongrid.bench.rundir import artifact_problems, describe_artifact_problems
 from motiongrid.bench.store import Store, cells_digest
 
 # Resource columns aggregated next to the metrics. They are lower-is-better and, being noisy,
@@ -223,6 +224,12 @@ def load_run(run_dir: str | Path) -> RunData:
             if flagged:
                 data.notes.append(f"{k.split('.', 1)[0]} is flagged unstable in {flagged} of "
                                 f"{sum(r['status'] == 'ok' for r in rows)} cells (too few samples for a stable estimate)")
+    ok_cells = sum(r["status"] == "ok" for r in rows)
+    if not (path / "videos").is_dir() and ok_cells:
+        warnings.append(f"no videos/ folder: a store-only copy; the {ok_cells} ok cells' numbers cannot be "
+                        "re-checked or previewed")
+    elif problems := artifact_problems(path, rows):
+        warnings.append(describe_artifact_problems(problems, ok_cells))
     unknown = [k for k in metric_keys if data.metric_info(k).higher_is_better is None]
     if unknown and run:
         warnings.append("direction unknown (not in run.json) for: " + ", ".join(unknown))

@@ -210,7 +210,7 @@ def test_edit_cells_are_scored_against_the_ground_truth_not_the_source(tmp_path)
         m: "the ground-truth edited video (not the source)" for m in ("psnr", "l1", "motion_fidelity")}
     assert all(c["edit"] for c in run["clip_set"]["clips"])
     # the reference preview is the ground truth
-    preview = read_video(tmp_path / "run" / "references" / f"{runner.clips[0].id}.mp4").frames
+    preview = read_video(tmp_path / "run" / run["reference_videos"][runner.clips[0].id]).frames
     assert torch.equal(preview, quantised(runner.clips[0].scoring_reference().frames))
 
 
