@@ -1,5 +1,4 @@
-"""A run directory: one run at a time (an exclusive lock on ``RUN_DIR/.lock``), and whether
-its files still back what its store says.
+"""One run at a time per run directory: an exclusive lock on ``RUN_DIR/.lock``.
 
 ``fcntl.flock`` is released by the kernel when the process ends, however it ends (kill -9
 included), so a stale lock never blocks a resume. A second run on the same directory is
@@ -52,24 +51,3 @@ class RunDirLock:
     def __exit__(self, *exc) -> None:
         self.release()
 
-
-def artifact_problems(run_dir: str | os.PathLike, rows: list[dict]) -> dict[str, str]:
-    """{cell key: what is wrong} for the rows stored ok whose video is missing or does not
-    decode: the store says more than the directory holds (a file deleted, copied half, or a
-    store-only copy such as ``ci/baseline``)."""
-    from motiongrid.bench.video import probe_video
-
-    out = {}
-    for row in rows:
-        if row["status"] == "ok" and row.get("artifact"):
-            problem = probe_video(Path(run_dir) / row["artifact"])
-            if problem:
-                out[row["key"]] = f"{row['artifact']} {problem}"
-    return out
-
-
-def describe_artifact_problems(problems: dict[str, str], ok_cells: int) -> str:
-    """One line for run, report and compare."""
-    first = next(iter(problems.values()))
-    return (f"{len(problems)} of {ok_cells} cells stored ok have no readable video (e.g. {first}); "
-            f"their stored numbers cannot be re-checked or previewed")

@@ -32,11 +32,11 @@ from motiongrid.bench.grid import Cell, MethodVariant, expand_cells, expand_meth
 from motiongrid.bench.provenance import write_run_json
 from motiongrid.bench.registry import UnknownName, datasets
 from motiongrid.bench.resources import ResourceMeter
-from motiongrid.bench.rundir import RunDirLock, artifact_problems, describe_artifact_problems
+from motiongrid.bench.rundir import RunDirLock
 from motiongrid.bench.scoring import DeviceError, build_metrics, flatten, prepare_metrics, resolve_device, score_video
 from motiongrid.bench.signals import StopOnSignal
 from motiongrid.bench.store import CellResult, Store, cells_digest
-from motiongrid.bench.video import Video, VideoError, read_video, write_video
+from motiongrid.bench.video import Video, VideoError, artifact_problems, describe_artifact_problems, read_video, write_video
 
 log = logging.getLogger(__name__)
 

@@ -218,6 +218,26 @@ def probe_video(path: str | os.PathLike) -> str | None:
     return None
 
 
+def artifact_problems(run_dir: str | os.PathLike, rows: list[dict]) -> dict[str, str]:
+    """{cell key: what is wrong} for the rows stored ok whose video is missing or does not
+    decode: the store says more than the directory holds (a file deleted, copied half, or a
+    store-only copy such as ``ci/baseline``)."""
+    out = {}
+    for row in rows:
+        if row["status"] == "ok" and row.get("artifact"):
+            problem = probe_video(Path(run_dir) / row["artifact"])
+            if problem:
+                out[row["key"]] = f"{row['artifact']} {problem}"
+    return out
+
+
+def describe_artifact_problems(problems: dict[str, str], ok_cells: int) -> str:
+    """One line for run, report and compare."""
+    first = next(iter(problems.values()))
+    return (f"{len(problems)} of {ok_cells} cells stored ok have no readable video (e.g. {first}); "
+            f"their stored numbers cannot be re-checked or previewed")
+
+
 NAMED_BACKGROUNDS = {"black": (0, 0, 0), "white": (255, 255, 255)}
 
 

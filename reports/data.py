@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from motiongrid.bench.errors import UserError
-from motiongrid.bench.rundir import artifact_problems, describe_artifact_problems
 from motiongrid.bench.store import Store, cells_digest
+from motiongrid.bench.video import artifact_problems, describe_artifact_problems
 
 # Resource columns aggregated next to the metrics. They are lower-is-better and, being noisy,
 # never gate `compare` unless a tolerance names them.

@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from markupsafe import Markup
 
-from motiongrid.bench.files import file_stem
 from motiongrid.reports import plots
 from motiongrid.reports.aggregate import (
     aggregate,
@@ -56,6 +56,11 @@ class Asset:
     @property
     def rel(self) -> Markup:
         return Markup("figures/" + self.filename)  # our own safe name, not user text
+
+
+def _slug(text: str) -> str:
+    # readable only: asset names start with their index, which keeps look-alike names apart
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "x"
 
 
 # ---- context ------------------------------------------------------------------------------
@@ -267,7 +272,7 @@ def _previews(data: RunData, clips: list[str], n: int) -> list[Asset]:
             path = data.artifact(c)
             tiles.append(Tile(f"{lb} (seed {c['seed']})", path if path and path.exists() else None,
                               note="video missing"))
-        assets.append(Asset(f"preview-{i:02d}-{file_stem(clip)}.gif", "image/gif", preview_gif(tiles),
+        assets.append(Asset(f"preview-{i:02d}-{_slug(clip)}.gif", "image/gif", preview_gif(tiles),
                             title=clip, alt=f"Animated preview for clip {clip}: reference and each label",
                             prompt=prompts.get(clip, "")))
     return assets
@@ -339,13 +344,13 @@ def build_context(data: RunData, headline: str | None = None, previews: int = DE
     sweep_keys = ([headline] if headline in with_values else []) + [k for k in with_values if k != headline]
     sweep_keys = sweep_keys[:MAX_SWEEP_METRICS]
     sweeps = plots.find_sweeps(data) if sweep_keys else []
-    sweep_assets = [Asset(f"sweep-{file_stem(f'{s.method}.{s.param}')}.png", "image/png",
+    sweep_assets = [Asset(f"sweep-{i:02d}-{_slug(s.method)}-{_slug(s.param)}.png", "image/png",
                           plots.sweep_plot(data, s, summary, sweep_keys),
                           title=f"{s.method}: vs {s.param}",
                           alt=f"Metrics of {s.method} against parameter {s.param}",
                           caption="Each point is one label's mean over clips and seeds; bars are the 95% bootstrap CI."
                           + (" One line per value of the other varying parameters." if len(s.series) > 1 else ""))
-                    for s in sweeps]
+                    for i, s in enumerate(sweeps)]
     if not sweeps:
         notes["sweeps"] = ("No numeric parameter takes two or more values within one method, "
                            "so there is no sweep to plot.")
