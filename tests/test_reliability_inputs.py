@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
+from test_reliability import GRID, grid
 
 from motiongrid.bench import weights
 from motiongrid.bench.api import Method
@@ -30,25 +31,6 @@ from motiongrid.datasets.folder import FolderClipSet, export_clips
 from motiongrid.datasets.shapes import PRESETS, ShapesClipSet
 
 ROOT = Path(__file__).resolve().parent.parent
-
-GRID = """\
-seeds = [0]
-metrics = ["psnr"]
-[clips]
-set = "shapes"
-limit = 2
-options = { size = 24, frames = 4 }
-[[methods]]
-name = "reference"
-[[methods]]
-name = "static"
-"""
-
-
-def grid(tmp_path: Path, text: str = GRID, name: str = "grid.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def run(tmp_path: Path, out: Path, text: str = GRID) -> int:
