@@ -65,8 +65,14 @@ def check_address(address: str) -> None:
         from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
     except ImportError:   # a Ray whose internals moved: ray.init alone still connects, only slower to fail
         return
+    from ray.exceptions import AuthenticationError
+
     token_mode = get_authentication_mode() == AuthenticationMode.TOKEN
-    if token_mode and not AuthenticationTokenLoader.instance().has_token():
+    try:
+        has_token = not token_mode or AuthenticationTokenLoader.instance().has_token()
+    except AuthenticationError:   # how Ray says "token mode and no token anywhere"
+        has_token = False
+    if not has_token:
         raise RayAuthError(f"RAY_AUTH_MODE=token but no Ray authentication token is set on this machine: "
                            f"{TOKEN_FIX}")
     not_ray = (f"something listens at Ray address {address} but it is not a Ray head (%s): give the port of "
