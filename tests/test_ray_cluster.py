@@ -6,8 +6,8 @@ Two clusters, one per test class (each lives for its class only):
 - ``TestClusterUtils`` uses Ray's own ``ray.cluster_utils.Cluster`` (a head and added nodes, each
   its own raylet) and drives the runner in this process: cells spread over the nodes, the numbers
   of a local run, the feature cache computed once, a node removed mid-run, resume across executors.
-Both clusters require token authentication, as Ray 2.60 sets up by default, and listen on
-127.0.0.1 only.
+Both clusters require token authentication, as Ray 2.60 sets up by default; the `ray start` one
+listens on 127.0.0.1 only, the `Cluster` one where Ray's test clusters do (this machine's address).
 """
 from __future__ import annotations
 
@@ -290,46 +290,47 @@ cache.FeatureCache.get_or_compute = _logged
 '''
 
 
-class TestClusterUtils:
-    @pytest.fixture(scope="class")
-    def cluster(self, tmp_path_factory):
-        from ray.cluster_utils import Cluster
+@pytest.fixture(scope="class")
+def cluster(tmp_path_factory):
+    from ray.cluster_utils import Cluster
 
-        from motiongrid.bench.cache import FeatureCache
+    from motiongrid.bench.cache import FeatureCache
 
-        tmp = tmp_path_factory.mktemp("cluster-utils")
-        get_or_compute = FeatureCache.get_or_compute   # the plugin wraps it to log computations
-        (tmp / "clusterplugin.py").write_text(PLUGIN)
-        with pytest.MonkeyPatch.context() as mp:
-            # before the nodes start: their workers inherit this environment (plugin, logs, auth)
-            mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")])))
-            mp.setenv("OMP_NUM_THREADS", "1")
-            mp.setenv("NODE_LOG", str(tmp / "nodes.log"))
-            mp.setenv("CACHE_LOG", str(tmp / "cache.log"))
-            mp.setenv("RAY_AUTH_MODE", "token")
-            mp.setenv("RAY_AUTH_TOKEN", os.urandom(16).hex())
-            mp.delenv("RAY_ADDRESS", raising=False)
-            mp.syspath_prepend(str(tmp))
-            refresh_ray_auth()
-            importlib.import_module("clusterplugin")
-            node = {"num_cpus": 1, "object_store_memory": 80 * 2**20, "node_ip_address": "127.0.0.1"}
-            # a lost node is noticed in about a second, not Ray's default 15 s
-            config = {"health_check_period_ms": 300, "health_check_failure_threshold": 3}
-            cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False,
-                                                                    "_system_config": config})
-            try:
-                workers = [cluster.add_node(**node) for _ in range(2)]
-                cluster.wait_for_nodes()
-                cluster.connect()
-                yield {"cluster": cluster, "workers": workers, "tmp": tmp}
-            finally:
-                ray.shutdown()
-                cluster.shutdown()
-                registry.methods.unregister("node_copy")
-                sys.modules.pop("clusterplugin", None)
-                FeatureCache.get_or_compute = get_or_compute
+    tmp = tmp_path_factory.mktemp("cluster-utils")
+    get_or_compute = FeatureCache.get_or_compute   # the plugin wraps it to log computations
+    (tmp / "clusterplugin.py").write_text(PLUGIN)
+    with pytest.MonkeyPatch.context() as mp:
+        # before the nodes start: their workers inherit this environment (plugin, logs, auth)
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp), os.environ.get("PYTHONPATH")])))
+        mp.setenv("OMP_NUM_THREADS", "1")
+        mp.setenv("NODE_LOG", str(tmp / "nodes.log"))
+        mp.setenv("CACHE_LOG", str(tmp / "cache.log"))
+        mp.setenv("RAY_AUTH_MODE", "token")
+        mp.setenv("RAY_AUTH_TOKEN", os.urandom(16).hex())
+        mp.delenv("RAY_ADDRESS", raising=False)
+        mp.syspath_prepend(str(tmp))
         refresh_ray_auth()
+        importlib.import_module("clusterplugin")
+        node = {"num_cpus": 1, "object_store_memory": 80 * 2**20}
+        # a lost node is noticed in about a second, not Ray's default 15 s
+        config = {"health_check_period_ms": 300, "health_check_failure_threshold": 3}
+        cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False,
+                                                                "_system_config": config})
+        try:
+            workers = [cluster.add_node(**node) for _ in range(2)]
+            cluster.wait_for_nodes()
+            cluster.connect()
+            yield {"cluster": cluster, "workers": workers, "tmp": tmp}
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+            registry.methods.unregister("node_copy")
+            sys.modules.pop("clusterplugin", None)
+            FeatureCache.get_or_compute = get_or_compute
+    refresh_ray_auth()
 
+
+class TestClusterUtils:
     def test_cells_spread_over_nodes_with_local_numbers_a_cache_computed_once_and_resume(
             self, cluster, tmp_path, monkeypatch, capsys):
         tmp = cluster["tmp"]
