@@ -6,3 +6,4 @@ DEFAULT_PREVIEWS = 4
 BASELINE_METHOD = "unguided"  # the default baseline: what guidance is meant to improve on
 DEFAULT_TOLERANCE = "1%"
 FORMATS = ("csv", "parquet")
+TARGETS = ("json", "hf-dataset", "mlflow", "tensorboard")  # export --to
