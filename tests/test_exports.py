@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -146,7 +147,7 @@ def mlflow_server(tmp_path_factory):
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 240  # starts in 10-80 s here (database migrations)
     while True:
@@ -159,11 +160,12 @@ def mlflow_server(tmp_path_factory):
                 pytest.fail("mlflow server did not start: " + (root / "server.log").read_text()[-2000:])
             time.sleep(0.5)
     yield uri
-    proc.terminate()
+    os.killpg(proc.pid, signal.SIGTERM)  # the server and its worker processes
     try:
-        proc.wait(20)
+        proc.wait(5)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     log.close()
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from motiongrid.bench.cli.common import ExitCode, error, non_negative_int
 from motiongrid.reports.data import RunDirError
-from motiongrid.reports.defaults import BASELINE_METHOD, DEFAULT_PREVIEWS, DEFAULT_TOLERANCE, FORMATS, TARGETS
+from motiongrid.reports.defaults import BASELINE_METHOD, DEFAULT_EMBED_MB, DEFAULT_PREVIEWS, DEFAULT_TOLERANCE, FORMATS, TARGETS
 
 
 def _register_report(subparsers) -> None:
@@ -27,6 +27,9 @@ def _register_report(subparsers) -> None:
                    help=f"label to subtract in the paired-difference table (label − LABEL per clip and seed, "
                         f"with a bootstrap CI; default: the first label whose method is {BASELINE_METHOD!r}, "
                         f"if any, else no table)")
+    p.add_argument("--embed-mb", type=float, default=DEFAULT_EMBED_MB, metavar="MB",
+                   help=f"the cell browser's videos are embedded in report.html up to MB megabytes "
+                        f"(default {DEFAULT_EMBED_MB:g}); the rest are written to OUT/videos/ and linked")
     p.set_defaults(func=_cmd_report)
 
 
@@ -35,7 +38,7 @@ def _cmd_report(args) -> int:
 
     try:
         md, html = write_report(args.run_dir, args.out, headline=args.metric, previews=args.previews,
-                                baseline=args.baseline)
+                                baseline=args.baseline, embed_mb=args.embed_mb)
     except (RunDirError, ValueError) as exc:
         return error("report", exc)
     print(f"wrote {md}\nwrote {html}")
