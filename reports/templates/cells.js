@@ -129,7 +129,7 @@
     players.slice(1).forEach(function (p) {
       var t = p.duration ? lead.currentTime % p.duration : lead.currentTime;
       if (Math.abs(p.currentTime - t) > 0.5 / fps) p.currentTime = t;
-      if (lead.paused !== p.paused) { if (lead.paused) p.pause(); else p.play(); }
+      if (lead.paused !== p.paused) { if (lead.paused) p.pause(); else p.play().catch(function () {}); }
     });
     showFrame();
     raf = lead.paused ? 0 : requestAnimationFrame(follow);
