@@ -33,10 +33,22 @@ def _cmd_run(args) -> int:
         return exc.exit_code
     print(f"done: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already finished "
           f"(results in {out / 'results.sqlite'})")
+    if not args.no_report:
+        _write_report(out)
     if summary.failed:
         print(f"{summary.failed} cells failed; their reasons are stored (motiongrid report {out})", file=sys.stderr)
         return ExitCode.FAILED
     return ExitCode.OK
+
+
+def _write_report(out: Path) -> None:
+    """End a run as `motiongrid report OUT` would: the command is reached by name, so the core
+    imports no report code; a report that cannot be written warns and leaves the run's exit code."""
+    from motiongrid.bench.cli import build_parser
+
+    args = build_parser().parse_args(["report", str(out)])
+    if args.func(args) != ExitCode.OK:
+        print(f"  the run's results are stored; retry with: motiongrid report {out}", file=sys.stderr)
 
 
 def _resume_command(args, out: Path) -> str:
@@ -121,6 +133,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=positive_int, help="with --executor ray: at most N workers per pool "
                    "(default: as many as the cluster fits)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write RUN_DIR/report/ at the end (default: write it, as `motiongrid report` does)")
     p.set_defaults(func=_cmd_run)
 
     c = sub.add_parser("clips", help="list clip sets or write one to disk")
