@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -9,6 +10,34 @@ import torch
 from motiongrid.bench.clip import Clip
 from motiongrid.bench.params import NoParams, Params
 from motiongrid.bench.video import Video
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """What ``motiongrid profile`` asks a method to build for: clip size and weight dtype."""
+    frames: int
+    height: int
+    width: int
+    dtype: torch.dtype
+    dtype_name: str
+    device: torch.device
+    # Denoising steps to run (None: all). Methods whose per-step memory does not grow with the
+    # step count run this many (keeping one step of each kind: guided, unguided) and report
+    # the full count; methods whose caches grow with steps ignore it and run all.
+    sample_steps: int | None = None
+
+
+@dataclass
+class ShapeOnly:
+    """A method's real-size architecture with random weights, installed so that ``generate``
+    uses it: the modules (for parameter counts and the weights' bytes), a description, the
+    number of denoising steps one cell runs, and optionally the clip to run it on."""
+    modules: list[torch.nn.Module]
+    description: str
+    steps: int | None = None                 # denoising steps a real cell runs
+    clip: Clip | None = None
+    params: Params | None = None             # what to run instead of the variant's params (sampled steps)
+    sampled_steps: int | None = None         # steps the profile runs (None: all of them)
 
 
 class Method:
@@ -57,6 +86,13 @@ class Method:
     # first cell with these params that needs generating, outside cell timings.
     def load(self, params: Params) -> None:
         pass
+
+    # Optional (``motiongrid profile``): build the architecture ``generate`` would use with
+    # ``params`` at its REAL size with random weights, for clips of ``spec``'s shape, on the
+    # current default device (``meta`` when estimating), and install it in place of ``load``.
+    # Shape-only: its outputs are never scored or stored.
+    def shape_only(self, params: Params, spec: ShapeSpec) -> ShapeOnly:
+        raise NotImplementedError(f"{type(self).__name__} has no real-size architecture to profile")
 
 
 class MetricUnavailable(RuntimeError):
