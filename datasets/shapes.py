@@ -10,6 +10,7 @@ object's own frame sits at  w = p_t + s_t * R(theta_t) q.  Tracks follow those m
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
@@ -438,24 +439,35 @@ def generate_clips(opts: ShapesOptions) -> list[Clip]:
 
 # ---- registration -------------------------------------------------------------------
 
-from motiongrid.bench.api import ClipSet  # noqa: E402  (api imports datasets.clip; keep it below)
+from motiongrid.bench.api import ClipSet, ClipSetOptions  # noqa: E402  (api imports datasets.clip; keep it below)
 from motiongrid.bench.registry import datasets  # noqa: E402
+
+
+def _options_model() -> type[ClipSetOptions]:
+    """The clip set's typed options: ``preset`` plus every ``ShapesOptions`` field (typed from
+    the dataclass, so the two cannot drift); value rules stay in ``ShapesOptions``."""
+    from typing import Literal, get_type_hints
+
+    from pydantic import Field, create_model
+
+    # a float option given as an int stays an int: clip hashes serialise options as given
+    hints = {k: int | float if v is float else v for k, v in get_type_hints(ShapesOptions).items()}
+    fields = {f.name: (hints[f.name], Field(f.default)) for f in dataclasses.fields(ShapesOptions)}
+    return create_model("ShapesClipSetOptions", __base__=ClipSetOptions,
+                        preset=(Literal[tuple(PRESETS)] | None, Field(None, description="a named option set")),
+                        **fields)
 
 
 @datasets.register("shapes")
 class ShapesClipSet(ClipSet):
     description = "procedural textured shapes with ground-truth tracks (no files needed)"
+    Options = _options_model()
 
     def load(self) -> list[Clip]:
-        opts = dict(self.options)
+        opts = dict(self.options)          # only the options the user set
         preset = opts.pop("preset", None)
         if preset is not None:
-            if preset not in PRESETS:
-                raise ValueError(f"shapes option preset={preset!r}: known presets are {sorted(PRESETS)}")
             opts = {**PRESETS[preset], **opts}   # explicit options override the preset
-        for key in ("kinds", "colours", "motions", "radius", "speed"):
-            if key in opts:
-                opts[key] = tuple(opts[key])
         try:
             options = ShapesOptions(**opts)
         except TypeError as exc:

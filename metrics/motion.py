@@ -47,9 +47,9 @@ from motiongrid.bench import weights
 from motiongrid.bench.clip import Clip
 from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video, to_0_255, to_uint8_hwc
-from motiongrid.metrics._common import BaseMetric, align, check_choice, reference_settings
+from motiongrid.metrics._common import BaseMetric, align, reference_settings
+from motiongrid.metrics.options import MotionFidelityOptions
 
-TRACKERS = ("auto", "cotracker", "lk", "gt")
 COTRACKER_WEIGHTS = ("cotracker-hub-repo", "cotracker3-offline")
 COTRACKER_ENTRYPOINT = "cotracker3_offline"
 
@@ -217,8 +217,7 @@ class MotionFidelity(BaseMetric):
     higher_is_better = True
     ideal = {"symmetric": 1.0, "dmt_one_way": 1.0}
     needs = frozenset({"reference"})
-    defaults = {"tracker": "auto", "grid_size": 30, "static_px": 0.5, "points": "all",
-                "lk_win": 15, "lk_levels": 3, "lk_fb_px": 1.0}
+    Options = MotionFidelityOptions
     # points="moving": score only reference tracks that move (mean step >= static_px) — the
     # role DMT's optional mask box plays. Without it, on a static background every static
     # generated track "agrees" with the background and a frozen video scores like the
@@ -227,12 +226,6 @@ class MotionFidelity(BaseMetric):
     # survives (lost, or nothing moves), the reference motion was not reproduced: score 0.
 
     def check_options(self) -> None:
-        check_choice(self.name, "tracker", self.options["tracker"], TRACKERS)
-        check_choice(self.name, "points", self.options["points"], ("all", "moving"))
-        if not isinstance(self.options["grid_size"], int) or self.options["grid_size"] < 2:
-            raise ValueError(f"metric 'motion_fidelity': grid_size must be an int >= 2, got {self.options['grid_size']!r}")
-        if float(self.options["static_px"]) < 0:
-            raise ValueError("metric 'motion_fidelity': static_px must be >= 0")
         if self.options["tracker"] == "gt":
             self.needs = frozenset({"reference", "tracks"})
 
