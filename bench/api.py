@@ -93,6 +93,12 @@ class Metric:
     ideal: ClassVar[float | dict[str, float] | None] = None
     description: ClassVar[str] = ""
     Options: ClassVar[type[MetricOptions]] = MetricOptions
+    # For a dict result: the key a report leads with (run.json records it), keys whose better
+    # direction differs from ``higher_is_better`` ({key: higher_is_better}), and one line per
+    # key saying what it measures (reports show it).
+    headline: ClassVar[str | None] = None
+    directions: ClassVar[dict[str, bool]] = {}
+    key_descriptions: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options: Any) -> None:
         self.opts = self.Options.parse(f"metric {getattr(self, 'name', type(self).__name__)!r}", options)

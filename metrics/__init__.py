@@ -36,4 +36,5 @@ metrics.declare("temporal_consistency", "motiongrid.metrics.clip:TemporalConsist
 metrics.declare("motion_fidelity", "motiongrid.metrics.motion:MotionFidelity", higher_is_better=True,
                 needs=frozenset({"reference"}),
                 Options=f"{_OPTIONS}:MotionFidelityOptions",
-                description="DMT motion fidelity from point tracks (symmetric and DMT one-way variants)")
+                description="motion fidelity from point tracks: paired (location-aware, same start points) and "
+                            "DMT's location-agnostic symmetric and one-way variants")
