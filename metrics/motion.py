@@ -17,6 +17,11 @@ Result keys:
 - ``dmt_one_way`` — DMT's released code: mean over generated tracks m of max over reference
   tracks n of sim(n,m), without the identity matrix the code subtracts (a leftover).
 - ``n_reference`` / ``n_generated`` — tracks that entered the score.
+- ``paired`` (the headline) — location-aware: generated track k started from the same query
+  point as reference track k and is compared with it alone (``paired_fidelity``); DMT's
+  best-match-anywhere cannot tell a scene with opposite motions from itself played backwards.
+- ``endpoint_error`` (lower is better) / ``n_paired`` — paired positions' mean distance over
+  the frame diagonal / pairs that entered.
 Identical motion gives 1; exactly opposite motion gives -1.
 
 Trackers (option ``tracker``; ``preprocessing()`` records the one used):
