@@ -76,17 +76,20 @@ def _steps(tracks: torch.Tensor, vis: torch.Tensor, static_px: float):
     return unit, moving.double(), valid
 
 
-def track_similarity(ref_tracks: torch.Tensor, ref_vis: torch.Tensor, gen_tracks: torch.Tensor,
-                     gen_vis: torch.Tensor, static_px: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
-    """sim (N, M) and a mask (N, M) of defined pairs; rules in the module doc."""
+def _both_steps(ref_tracks, ref_vis, gen_tracks, gen_vis, static_px: float):
+    """``_steps`` of both sides, after checking they cover the same >= 2 frames."""
     if ref_tracks.shape[0] != gen_tracks.shape[0]:
         raise ValueError(f"motion_fidelity: reference tracks have {ref_tracks.shape[0]} frames, "
                          f"generated {gen_tracks.shape[0]}")
     if ref_tracks.shape[0] < 2:
         raise ValueError("motion_fidelity: tracks need at least 2 frames")
+    return _steps(ref_tracks, ref_vis, static_px), _steps(gen_tracks, gen_vis, static_px)
 
-    ur, mr, vr = _steps(ref_tracks, ref_vis, static_px)
-    ug, mg, vg = _steps(gen_tracks, gen_vis, static_px)
+
+def track_similarity(ref_tracks: torch.Tensor, ref_vis: torch.Tensor, gen_tracks: torch.Tensor,
+                     gen_vis: torch.Tensor, static_px: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """sim (N, M) and a mask (N, M) of defined pairs; rules in the module doc."""
+    (ur, mr, vr), (ug, mg, vg) = _both_steps(ref_tracks, ref_vis, gen_tracks, gen_vis, static_px)
     both_moving = torch.einsum("tnd,tmd->nm", ur * (vr * mr)[..., None], ug * (vg * mg)[..., None])
     both_static = torch.einsum("tn,tm->nm", vr * (1 - mr), vg * (1 - mg))
     count = torch.einsum("tn,tm->nm", vr, vg)
@@ -138,10 +141,7 @@ def paired_fidelity(ref_tracks: torch.Tensor, ref_vis: torch.Tensor, gen_tracks:
     if ref_tracks.shape != gen_tracks.shape:
         raise ValueError(f"motion_fidelity: paired tracks differ in shape: reference {tuple(ref_tracks.shape)}, "
                          f"generated {tuple(gen_tracks.shape)}")
-    if ref_tracks.shape[0] < 2:
-        raise ValueError("motion_fidelity: tracks need at least 2 frames")
-    ur, mr, vr = _steps(ref_tracks, ref_vis, static_px)
-    ug, mg, vg = _steps(gen_tracks, gen_vis, static_px)
+    (ur, mr, vr), (ug, mg, vg) = _both_steps(ref_tracks, ref_vis, gen_tracks, gen_vis, static_px)
     agree = (ur * ug).sum(-1) * mr * mg + (1 - mr) * (1 - mg)     # (T-1, N)
     count = (vr * vg).sum(0)
     ok = count > 0

@@ -36,32 +36,28 @@ def _run(tmp_path: Path, capsys, extra: str = "", clip_options: str = "") -> tup
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("extra, expected", [
-    ('[metric_options.motion_fidelity]\ntrackr = "lk"',
+M, C = "[metric_options.motion_fidelity]\n", "clips.options: clip set 'shapes': "
+
+
+@pytest.mark.parametrize("extra, clip_options, expected", [
+    (M + 'trackr = "lk"', "",
      r"metric_options: metric 'motion_fidelity': unknown option 'trackr'; did you mean 'tracker'\?; allowed options: .*tracker"),
-    ('[metric_options.motion_fidelty]\ntracker = "lk"',
+    ('[metric_options.motion_fidelty]\ntracker = "lk"', "",
      r"metric_options: options given for 'motion_fidelty', which is not among the metrics scored .*did you mean 'motion_fidelity'"),
-    ('[metric_options.ssim]\nborder = "valid"', r"options given for 'ssim', which is not among the metrics scored"),
-    ('[metric_options.motion_fidelity]\nstatic_px = nan', r"static_px: Input should be a finite number"),
-    ('[metric_options.motion_fidelity]\nlk_fb_px = inf', r"lk_fb_px: Input should be a finite number"),
-    ('[metric_options.motion_fidelity]\ntracker = "kl"', r"tracker: Input should be 'auto', 'cotracker', 'lk' or 'gt'"),
+    ('[metric_options.ssim]\nborder = "valid"', "", r"options given for 'ssim', which is not among the metrics scored"),
+    (M + "static_px = nan", "", r"static_px: Input should be a finite number"),
+    (M + "lk_fb_px = inf", "", r"lk_fb_px: Input should be a finite number"),
+    (M + 'tracker = "kl"', "", r"tracker: Input should be 'auto', 'cotracker', 'lk' or 'gt'"),
+    ("", ", cout = 2", C + r"unknown option 'cout'; did you mean 'count'\?"),
+    ("", ", fps = nan", C + r"fps: Input should be a finite number"),
+    ("", ", speed = [0.02, inf]", C + r"speed=.*NaN and ±inf are not allowed"),
+    ("", ', preset = "tyo"', C + r"preset: Input should be 'toy', 'opposing' or 'edit'"),
 ])
-def test_bad_metric_options_are_config_errors(isolated, tmp_path, capsys, extra, expected):
-    code, err = _run(tmp_path, capsys, extra=extra)
+def test_bad_metric_and_clip_set_options_are_config_errors(isolated, tmp_path, capsys, extra, clip_options, expected):
+    code, err = _run(tmp_path, capsys, extra=extra, clip_options=clip_options)
     assert code == 2 and "grid.toml" in err
     assert re.search(expected, err), err
     assert not (tmp_path / "run" / "results.sqlite").exists()          # nothing ran
-
-
-@pytest.mark.parametrize("clip_options, expected", [
-    (", cout = 2", r"clips.options: clip set 'shapes': unknown option 'cout'; did you mean 'count'\?"),
-    (", fps = nan", r"clips.options: clip set 'shapes': fps: Input should be a finite number"),
-    (", speed = [0.02, inf]", r"clip set 'shapes': speed=.*NaN and ±inf are not allowed"),
-    (', preset = "tyo"', r"preset: Input should be 'toy', 'opposing' or 'edit'"),
-])
-def test_bad_clip_set_options_are_config_errors(isolated, tmp_path, capsys, clip_options, expected):
-    code, err = _run(tmp_path, capsys, clip_options=clip_options)
-    assert code == 2 and re.search(expected, err), err
 
 
 def test_folder_clip_set_refuses_unknown_options(tmp_path):
