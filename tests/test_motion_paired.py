@@ -1,6 +1,7 @@
 """motion_fidelity's location-aware variant (issue 26): ``paired`` and ``endpoint_error`` on
 analytic tracks, against the diagonal of DMT's similarity matrix, and on the "opposing" shapes
 preset, where DMT's location-agnostic matching cannot tell a video from itself played backwards."""
+import json
 import math
 
 import pytest
@@ -107,3 +108,34 @@ def test_dmt_variants_are_the_released_formula_on_the_metrics_own_tracks(isolate
         expected = motion_fidelity(t.ref_tracks, t.ref_vis, t.gen_tracks, t.gen_vis, 0.5)
         got = metric.score(video, clip)
         assert {k: got[k] for k in expected} == expected
+
+
+def test_reports_lead_with_the_recorded_headline_and_explain_each_variant(tmp_path):
+    """run.json records the headline key, endpoint_error's direction and one line per key
+    (provenance's _key_info of the metric class); the report leads with paired, marks
+    endpoint_error lower-is-better and prints what each variant measures."""
+    from synthetic_run import make_run
+
+    from motiongrid.bench.provenance import _key_info
+    from motiongrid.reports.aggregate import pick_headline
+    from motiongrid.reports.data import load_run
+    from motiongrid.reports.report import write_report
+
+    def tweak(label, clip_id, seed, values):
+        values["motion_fidelity.paired"] = -0.5 if label == "static" else 0.9
+        values["motion_fidelity.endpoint_error"] = 0.1
+
+    run = make_run(tmp_path / "run", tweak=tweak, videos=False)
+    meta = json.loads((run / "run.json").read_text())
+    meta["metrics"]["motion_fidelity"].update(_key_info(MotionFidelity))
+    (run / "run.json").write_text(json.dumps(meta))
+    data = load_run(run)
+    assert pick_headline(data) == "motion_fidelity.paired"
+    assert data.metric_info("motion_fidelity.endpoint_error").higher_is_better is False
+    assert data.metric_info("motion_fidelity.paired").higher_is_better is True
+    write_report(run, tmp_path / "report", previews=0)
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "Headline metric: **motion\\_fidelity.paired ↑**" in md or "Headline metric: **motion_fidelity.paired ↑**" in md
+    for key in ("paired", "endpoint_error", "symmetric"):
+        assert MotionFidelity.key_descriptions[key].split(":")[0][:30] in md.replace("\\", ""), key
+    assert "endpoint\\_error** ↓" in md or "endpoint_error** ↓" in md
