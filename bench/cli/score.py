@@ -79,8 +79,9 @@ def register(subparsers) -> None:
     p.add_argument("--generated", required=True, help="generated video, frame folder, or folder of them")
     p.add_argument("--prompts", help="JSON/YAML mapping stem -> prompt, a manifest (CSV/YAML), or a .txt")
     p.add_argument("--metrics", help="comma-separated (default: all registered)")
-    tracker = metrics.info("motion_fidelity")["Options"].model_fields["tracker"]
-    p.add_argument("--tracker", default=tracker.default, choices=choices(metrics.info("motion_fidelity")["Options"], "tracker"),
+    motion_options = metrics.info("motion_fidelity")["Options"]   # torch-free: a declared "module:Class"
+    tracker = motion_options.model_fields["tracker"]
+    p.add_argument("--tracker", default=tracker.default, choices=choices(motion_options, "tracker"),
                    help=f"motion_fidelity's tracker (shorthand for --option motion_fidelity.tracker=...): {tracker.description}")
     p.add_argument("--option", "-o", action="append", default=[], metavar="METRIC.KEY=VALUE",
                    help="a metric option as a config's [metric_options] sets it, e.g. motion_fidelity.points=moving "
