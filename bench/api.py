@@ -8,7 +8,9 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from motiongrid.bench.clip import Clip
-from motiongrid.bench.params import NoParams, Params
+
+# typed options live with Params in a torch-free module, so listings and parsers read them cheaply
+from motiongrid.bench.params import ClipSetOptions, MetricOptions, NoParams, OptionsError, Params  # noqa: F401
 from motiongrid.bench.video import Video
 
 
@@ -126,9 +128,17 @@ class Metric:
     # result); None for metrics that compare with no reference. The contract test checks it.
     ideal: ClassVar[float | dict[str, float] | None] = None
     description: ClassVar[str] = ""
+    Options: ClassVar[type[MetricOptions]] = MetricOptions
+    # For a dict result: the key a report leads with (run.json records it), keys whose better
+    # direction differs from ``higher_is_better`` ({key: higher_is_better}), and one line per
+    # key saying what it measures (reports show it).
+    headline: ClassVar[str | None] = None
+    directions: ClassVar[dict[str, bool]] = {}
+    key_descriptions: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        self.opts = self.Options.parse(f"metric {getattr(self, 'name', type(self).__name__)!r}", options)
+        self.options = self.opts.model_dump()   # plain dict, for code that reads options by key
         self.device = torch.device("cpu")
 
     def available(self) -> str | None:
@@ -150,12 +160,15 @@ class Metric:
 
 
 class ClipSet:
-    """A named source of clips; ``load`` returns them in a stable order."""
+    """A named source of clips; ``load`` returns them in a stable order. ``Options`` types the
+    options (unknown keys and NaN are errors); ``self.options`` holds only those the user set."""
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    Options: ClassVar[type[ClipSetOptions]] = ClipSetOptions
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        self.opts = self.Options.parse(f"clip set {getattr(self, 'name', type(self).__name__)!r}", options)
+        self.options = self.opts.model_dump(exclude_unset=True)
 
     def load(self) -> list[Clip]:
         raise NotImplementedError

@@ -47,6 +47,8 @@ def load_clips(config: RunConfig, source: str, limit: int | None = None) -> list
         clip_set = datasets.get(cc.set)(**cc.options)
     except UnknownName as exc:
         raise ConfigError(f"{source}: clips.set: {exc}") from None
+    except ValueError as exc:   # OptionsError: an unknown key, a bad type, NaN
+        raise ConfigError(f"{source}: clips.options: {exc}") from None
     try:
         clips = clip_set.load()
     except (ValueError, OSError) as exc:

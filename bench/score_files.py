@@ -1,7 +1,8 @@
 """Scoring videos on disk against references on disk (the library behind ``motiongrid score``).
 
     motiongrid score --reference PATH --generated PATH [--prompts FILE] [--metrics psnr,ssim,...]
-                     [--tracker gt|lk|cotracker|auto] [--resample MODE] [--json OUT]
+                     [--tracker gt|lk|cotracker|auto] [--option METRIC.KEY=VALUE ...]
+                     [--resample MODE] [--json OUT]
 
 PATH is a video file, a folder of image frames (one video), or a folder of videos / frame
 folders. Pairs are matched by file stem; with a single file on each side they pair whatever
@@ -162,8 +163,10 @@ def reference_clip(stem: str, path: Path, prompt: str) -> Clip:
 
 def run_score(reference: Path, generated: Path, metric_names: list[str] | None = None,
               prompts: Path | None = None, tracker: str = "auto", resample: str | None = None,
-              device: str = "cpu", cache_dir: str | None = None, cache: bool = True) -> dict:
-    """Score every matched pair; returns the JSON-ready result (see module doc)."""
+              device: str = "cpu", cache_dir: str | None = None, cache: bool = True,
+              options: dict[str, dict] | None = None) -> dict:
+    """Score every matched pair; returns the JSON-ready result (see module doc). ``options``:
+    per-metric options, as a config's ``[metric_options]`` (validated by the same types)."""
     from motiongrid.bench.api import AlignmentError
     from motiongrid.bench.scoring import (
         DeviceError,
@@ -181,7 +184,7 @@ def run_score(reference: Path, generated: Path, metric_names: list[str] | None =
     common = {"resample": None if resample in (None, "none") else resample, "tracker": tracker,
               "cache_dir": cache_dir, "cache": cache}
     try:
-        ready, unavailable = build_metrics(names, common=common)
+        ready, unavailable = build_metrics(names, options, common=common)
     except UnknownName as exc:
         raise ScoreError(str(exc)) from None
     except (TypeError, ValueError) as exc:
@@ -219,7 +222,7 @@ def run_score(reference: Path, generated: Path, metric_names: list[str] | None =
 
     set_level = {}
     for m in ready:
-        if hasattr(m, "score_set") and len(pairs) > 0:
+        if m.set_level and len(pairs) > 0:   # only metrics defined over a set have a set-level value
             try:
                 set_level[m.name] = m.score_set((read_video(g), c) for g, c in clips)
             except Exception as exc:
@@ -232,5 +235,6 @@ def run_score(reference: Path, generated: Path, metric_names: list[str] | None =
         "unavailable": unavailable,
         "preprocessing": {m.name: m.preprocessing() for m in ready},
         "settings": {"reference": str(reference), "generated": str(generated), "metrics": names,
-                     "tracker": tracker, "resample": resample or "none", "device": str(dev)},
+                     "tracker": tracker, "resample": resample or "none", "device": str(dev),
+                     "options": options or {}},
     }

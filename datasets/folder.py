@@ -38,12 +38,14 @@ import hashlib
 import io
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
+from pydantic import Field
 
-from motiongrid.bench.api import ClipSet
+from motiongrid.bench.api import ClipSet, ClipSetOptions
 from motiongrid.bench.clip import Clip, EditCase, file_digest, load_tracks, read_mask_folder
 from motiongrid.bench.errors import UserError
 from motiongrid.bench.files import file_stem, read_text
@@ -140,6 +142,11 @@ def safe_path(root: Path, relative: str, what: str) -> Path:
 class FolderClipSet(ClipSet):
     description = "videos (mp4/webm/gif) or frame folders under root, listed in a CSV/YAML manifest"
     default_path = None  # DAVIS fills a path from the id
+
+    class Options(ClipSetOptions):
+        root: str | None = Field(None, description="the dataset folder (required)")
+        manifest: str | None = Field(None, description="manifest file under root (default: found by name)")
+        alpha_background: Any = Field(None, description='"black", "white" or [r, g, b] in 0..255 for RGBA clips')
 
     def load(self) -> list[Clip]:
         if "root" not in self.options:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from motiongrid.bench.errors import UserError
@@ -41,6 +41,9 @@ class MetricInfo:
     score_keys: list[str] | None = None  # for dict metrics, when run.json names them
     reference: str | None = None         # what it compared with (the clip, or an edit's ground truth)
     set_level: bool = False              # also computed once per label over all its cells
+    headline: str | None = None          # a dict metric's lead key (run.json), e.g. "paired"
+    directions: dict = field(default_factory=dict)        # {key: higher_is_better} where it differs
+    key_descriptions: dict = field(default_factory=dict)  # {key: what it measures, one line}
 
     @property
     def arrow(self) -> str:
@@ -69,9 +72,12 @@ class RunData:
         ("motion_fidelity.symmetric" -> "motion_fidelity")."""
         if key in self.info:
             return self.info[key]
-        base = key.split(".", 1)[0]
+        base, _, sub = key.partition(".")
         if base in self.info:
-            return self.info[base]
+            info = self.info[base]
+            if sub in info.directions:   # e.g. an error inside a higher-is-better metric
+                return replace(info, name=key, higher_is_better=info.directions[sub])
+            return info
         if key == MEMORY_KEY or key.startswith(TIME_PREFIX):
             return MetricInfo(key, higher_is_better=False)
         return MetricInfo(key, higher_is_better=None)
@@ -191,6 +197,9 @@ def load_run(run_dir: str | Path) -> RunData:
             score_keys=m.get("score_keys") if isinstance(m.get("score_keys"), list) else None,
             reference=m.get("reference") if isinstance(m.get("reference"), str) else None,
             set_level=m.get("set_level") is True,
+            headline=m.get("headline") if isinstance(m.get("headline"), str) else None,
+            directions={k: v for k, v in (m.get("directions") or {}).items() if isinstance(v, bool)},
+            key_descriptions={k: str(v) for k, v in (m.get("key_descriptions") or {}).items()},
         )
 
     # Label order: as configured (run.json), then any others in store order.

@@ -73,6 +73,7 @@ class Column:
     arrow: str
     direction: str  # tooltip text
     resource: bool = False
+    meaning: str = ""  # one line: what this key of a dict metric measures (run.json)
 
 
 @dataclass
@@ -103,7 +104,8 @@ def _columns(data: RunData, keys: list[str]) -> list[Column]:
             title = k[len("time."):] + " (s)"
         direction = {True: "higher is better", False: "lower is better", None: "direction unknown"}[hib]
         cols.append(Column(k, title, data.metric_info(k).arrow, direction,
-                           resource=k == MEMORY_KEY or k.startswith("time.")))
+                           resource=k == MEMORY_KEY or k.startswith("time."),
+                           meaning=data.metric_info(k).key_descriptions.get(k.partition(".")[2], "")))
     return cols
 
 

@@ -100,22 +100,43 @@ def _cmd_list(kind: str):
         from rich.table import Table
 
         from motiongrid.bench import registry
+        from motiongrid.bench.params import describe_fields
 
         # from the declarations: listing imports no method or metric module (and no torch)
         reg = getattr(registry, f"{kind}s")
         table = Table(kind, "details", "description")
-        for name in reg.names():
-            info = reg.info(name)
+        infos = {name: reg.info(name) for name in reg.names()}
+        shared = _shared_options(infos) if kind == "metric" else {}
+        for name, info in infos.items():
             if kind == "metric":
                 details = ("higher" if info["higher_is_better"] else "lower") + " is better; needs " + \
-                    ", ".join(sorted(info["needs"]))
+                    (", ".join(sorted(info["needs"])) or "nothing")
+                details += "".join(_option_line(row) for row in describe_fields(info["Options"])
+                                   if row[0] not in shared)
             else:
                 fields = info["Params"].model_fields
                 details = f"task {info['task']}; " + (", ".join(f"{n}={f.default!r}" for n, f in fields.items()) or "no params")
             table.add_row(name, details, info["description"])
         Console().print(table)
+        if shared:
+            print("options every metric above takes (config: [metric_options.NAME]; score: --option NAME.KEY=VALUE):")
+            for row in shared.values():
+                print(" " + _option_line(row).strip())
         return ExitCode.OK
     return handler
+
+
+def _option_line(row) -> str:
+    name, type_, default, description = row
+    return f"\n  {name}: {type_} = {default!r}" + (f" — {description}" if description else "")
+
+
+def _shared_options(infos: dict) -> dict:
+    """Options (name -> listing row) that every metric takes, listed once instead of per metric."""
+    from motiongrid.bench.params import describe_fields
+
+    rows = [{r[0]: r for r in describe_fields(info["Options"])} for info in infos.values()]
+    return {k: v for k, v in rows[0].items() if all(r.get(k) == v for r in rows)} if rows else {}
 
 
 def register(sub) -> None:
