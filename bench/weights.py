@@ -547,3 +547,13 @@ register(WeightFile(
     target=lambda: torch_hub_dir() / "facebookresearch_co-tracker_main",
     used_by=("metrics.motion",),
 ))
+
+register(WeightFile(
+    name="raft-large-things",
+    description="torchvision RAFT-large C_T_V1 (FlyingChairs+Things, ported from princeton-vl raft-things.pth, "
+                "the checkpoint VBench uses) for warp_error and dynamic_degree",
+    url="https://download.pytorch.org/models/raft_large_C_T_V1-22a6c225.pth",
+    sha256="22a6c225",  # torch.hub's file-name hash prefix; the full digest is not published
+    target=torch_hub_checkpoint("raft_large_C_T_V1-22a6c225.pth"),
+    used_by=("metrics.flow",),
+))

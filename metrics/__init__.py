@@ -27,3 +27,10 @@ metrics.declare("temporal_consistency", "motiongrid.metrics.clip:TemporalConsist
 metrics.declare("motion_fidelity", "motiongrid.metrics.motion:MotionFidelity", higher_is_better=True,
                 needs=frozenset({"reference"}),
                 description="DMT motion fidelity from point tracks (symmetric and DMT one-way variants)")
+metrics.declare("warp_error", "motiongrid.metrics.flow:WarpError", higher_is_better=False, needs=frozenset({"reference"}),
+                description="flow warping error: masked squared RGB error between each generated frame and the previous "
+                            "one warped along the reference's flow (raft, farneback or exact gt); reference floor and "
+                            "excess")
+metrics.declare("dynamic_degree", "motiongrid.metrics.flow:DynamicDegree", higher_is_better=True, needs=frozenset(),
+                description="VBench dynamic degree: mean top-5% flow magnitude per frame pair, thresholded by "
+                            "resolution; per cell magnitude and dynamic (0/1), per label the fraction of dynamic videos")

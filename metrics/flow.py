@@ -5,7 +5,8 @@ Flow sources (option ``flow``; ``preprocessing()`` records the one used):
 - ``raft`` — torchvision's ``raft_large`` with the C_T_V1 weights (ported from princeton-vl's
   ``raft-things.pth``, the checkpoint VBench uses), 20 flow updates (VBench's ``iters=20``),
   frames quantised to uint8 then normalised by the weights' own transform, replicate-padded
-  to a multiple of 8 (RAFT's InputPadder). Weights entry ``raft-large-things`` in torch.hub's
+  to a multiple of 8 (RAFT's InputPadder); frames under 128 px (torchvision's minimum) are
+  upsampled by an integer factor first and the flow scaled back. Weights entry ``raft-large-things`` in torch.hub's
   checkpoints folder, loaded with ``load_state_dict`` (never fetched).
 - ``farneback`` — OpenCV's dense Farnebäck flow on uint8 grey frames; needs no weights.
 - ``gt`` — the exact flow the clip's maker knows (``Clip.flow``: the shapes renderer). It
@@ -50,18 +51,8 @@ from motiongrid.metrics._video import VideoMetricOptions, defaults_of, validate_
 
 RAFT_WEIGHT = "raft-large-things"
 RAFT_UPDATES = 20
+RAFT_MIN_SIDE = 128
 FARNEBACK = dict(pyr_scale=0.5, levels=3, winsize=15, iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
-
-weights.register(weights.WeightFile(
-    name=RAFT_WEIGHT,
-    description="torchvision RAFT-large C_T_V1 (FlyingChairs+Things, ported from princeton-vl raft-things.pth) "
-                "for warp_error and dynamic_degree",
-    url="https://download.pytorch.org/models/raft_large_C_T_V1-22a6c225.pth",
-    sha256="22a6c225",  # torch.hub's file-name hash prefix; the full digest is not published
-    target=weights.torch_hub_checkpoint("raft_large_C_T_V1-22a6c225.pth"),
-    used_by=("metrics.flow",),
-))
-
 
 # ---- flow and warping ------------------------------------------------------------------------
 
@@ -136,15 +127,28 @@ def raft(model: torch.nn.Module, first: torch.Tensor, second: torch.Tensor, devi
 
     transform = Raft_Large_Weights.C_T_V1.transforms()
     h, w = first.shape[2:]
-    ph, pw = (-h) % 8, (-w) % 8
+    # torchvision's RAFT refuses inputs under 128 px (its correlation pyramid); smaller frames
+    # are upsampled by an integer factor and the flow scaled back (recorded in preprocessing)
+    up = raft_upscale(h, w)
+    hu, wu = h * up, w * up
+    ph, pw = (-hu) % 8, (-wu) % 8
     pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)   # RAFT's InputPadder: centred, replicate
     out = []
     for s in range(0, len(first), batch_size):
         a, b = transform(to_uint8(first[s:s + batch_size]), to_uint8(second[s:s + batch_size]))
+        if up > 1:
+            a, b = (F.interpolate(x, size=(hu, wu), mode="bilinear", align_corners=False) for x in (a, b))
         a, b = (F.pad(x.to(device), pad, mode="replicate") for x in (a, b))
         flow = model(a, b, num_flow_updates=RAFT_UPDATES)[-1].float().cpu()
-        out.append(flow[:, :, pad[2]:pad[2] + h, pad[0]:pad[0] + w])
+        flow = flow[:, :, pad[2]:pad[2] + hu, pad[0]:pad[0] + wu]
+        if up > 1:
+            flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False, antialias=True) / up
+        out.append(flow)
     return torch.cat(out)
+
+
+def raft_upscale(h: int, w: int) -> int:
+    return max(1, -(-RAFT_MIN_SIDE // min(h, w)))
 
 
 def exact_flow(metric: str, clip: Clip, shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +197,9 @@ class _FlowMetric(BaseMetric):
         if self.estimator() == "raft":
             return {"estimator": "raft", "model": "torchvision raft_large C_T_V1", "flow_updates": RAFT_UPDATES,
                     "input": "uint8 -> Raft_Large_Weights.C_T_V1.transforms() ([-1, 1])",
-                    "padding": "replicate to a multiple of 8, centred"}
+                    "padding": "replicate to a multiple of 8, centred",
+                    "small_frames": f"under {RAFT_MIN_SIDE} px: upsampled by ceil({RAFT_MIN_SIDE}/min(H, W)) "
+                                    "(bilinear), flow resized back and divided by the factor"}
         return {"estimator": "farneback", "frames": "uint8 grey (to_uint8_hwc + cv2 RGB2GRAY)", **FARNEBACK}
 
 

@@ -74,3 +74,11 @@ def save_alexnet_standin(path: Path, seed: int = 0) -> dict:
     state = torchvision.models.alexnet(weights=None).state_dict()
     torch.save(state, path)
     return state
+
+
+def save_raft_standin(path: Path, seed: int = 0) -> None:
+    """A random torchvision RAFT-large state dict, as the flow metrics load it."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    torch.save(torchvision.models.optical_flow.raft_large(weights=None).state_dict(), path)

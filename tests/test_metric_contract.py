@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 import torch
-from metric_helpers import import_ok, no_checksum, save_alexnet_standin, save_inception_standin, stage
+from metric_helpers import import_ok, no_checksum, save_alexnet_standin, save_inception_standin, save_raft_standin, stage
 
 from motiongrid.bench import weights
 from motiongrid.bench.cli import main
@@ -29,7 +29,9 @@ def _standins(transfer) -> None:
     save_alexnet_standin(stage(transfer, "lpips-alexnet"))
     no_checksum("lpips-alexnet")
     save_inception_standin(stage(transfer, "cleanfid-inception"))
-    import_ok(transfer, "lpips-alexnet", "cleanfid-inception")
+    save_raft_standin(stage(transfer, "raft-large-things"))
+    no_checksum("raft-large-things")
+    import_ok(transfer, "lpips-alexnet", "cleanfid-inception", "raft-large-things")
 
 
 @pytest.mark.parametrize("name", metrics.names())
