@@ -557,3 +557,20 @@ register(WeightFile(
     target=torch_hub_checkpoint("raft_large_C_T_V1-22a6c225.pth"),
     used_by=("metrics.flow",),
 ))
+
+register(WeightFile(
+    name="stylegan-v-i3d",
+    description="StyleGAN-V's TorchScript I3D (Kinetics-400) for fvd, as common_metrics_on_video_quality loads it",
+    url="https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1",
+    target=lambda: weights_home() / "fvd" / "i3d_torchscript.pt",
+    used_by=("metrics.fvd",),
+))
+
+register(WeightFile(
+    name="resnet-50-kinetics",
+    description="Hara et al.'s 3D ResNet-50 (Kinetics-400, shortcut B) for fid_vid, as DisCo loads it",
+    import_only="the Google Drive folder linked from kenshohara/3D-ResNets-PyTorch (CVPR2018 branch), "
+                "file resnet-50-kinetics.pth",
+    target=lambda: weights_home() / "fid_vid" / "resnet-50-kinetics.pth",
+    used_by=("metrics.fvd",),
+))

@@ -34,3 +34,9 @@ metrics.declare("warp_error", "motiongrid.metrics.flow:WarpError", higher_is_bet
 metrics.declare("dynamic_degree", "motiongrid.metrics.flow:DynamicDegree", higher_is_better=True, needs=frozenset(),
                 description="VBench dynamic degree: mean top-5% flow magnitude per frame pair, thresholded by "
                             "resolution; per cell magnitude and dynamic (0/1), per label the fraction of dynamic videos")
+metrics.declare("fvd", "motiongrid.metrics.fvd:FVD", higher_is_better=False, needs=frozenset({"reference"}),
+                description="Fréchet video distance, StyleGAN-V convention (TorchScript I3D, 224 short side + centre "
+                            "crop, [-1,1], 400-d); per cell flagged unstable, set-level over all cells")
+metrics.declare("fid_vid", "motiongrid.metrics.fvd:FIDVID", higher_is_better=False, needs=frozenset({"reference"}),
+                description="FID-VID as DisCo computes it: 3D ResNet-50 (Kinetics) 2048-d features of 16-frame "
+                            "112x112 segments, averaged per video; per cell flagged unstable, set-level over all cells")

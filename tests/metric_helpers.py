@@ -82,3 +82,29 @@ def save_raft_standin(path: Path, seed: int = 0) -> None:
 
     torch.manual_seed(seed)
     torch.save(torchvision.models.optical_flow.raft_large(weights=None).state_dict(), path)
+
+
+class _FakeI3D(torch.nn.Module):
+    """The call StyleGAN-V's TorchScript I3D takes; its 400 'features' report what it was fed:
+    [min, max, T, H, W, mean of each channel, 0...] (plumbing checks only)."""
+
+    def forward(self, x, rescale: bool = False, resize: bool = False, return_features: bool = False):
+        b = x.shape[0]
+        stats = torch.stack([x.amin((1, 2, 3, 4)), x.amax((1, 2, 3, 4)),
+                             torch.full((b,), float(x.shape[2])), torch.full((b,), float(x.shape[3])),
+                             torch.full((b,), float(x.shape[4]))], 1)
+        return torch.cat([stats, x.mean((2, 3, 4)), torch.zeros(b, 392)], 1)
+
+
+def save_i3d_standin(path: Path) -> None:
+    torch.jit.save(torch.jit.script(_FakeI3D().eval()), str(path))
+
+
+def save_r3d50_standin(path: Path, seed: int = 0) -> dict:
+    """A random 3D ResNet-50 saved as Hara et al.'s release is: {'state_dict'} with 'module.' keys."""
+    from motiongrid.metrics.fvd import ResNet3d50
+
+    torch.manual_seed(seed)
+    state = ResNet3d50().state_dict()
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    return state
