@@ -12,8 +12,16 @@ import sqlite3
 
 import pytest
 import torch
-from metric_helpers import (import_ok, no_checksum, save_alexnet_standin, save_i3d_standin, save_inception_standin,
-                            save_r3d50_standin, save_raft_standin, stage)
+from metric_helpers import (
+    import_ok,
+    no_checksum,
+    save_alexnet_standin,
+    save_i3d_standin,
+    save_inception_standin,
+    save_r3d50_standin,
+    save_raft_standin,
+    stage,
+)
 
 from motiongrid.bench import weights
 from motiongrid.bench.cli import main
