@@ -574,3 +574,21 @@ register(WeightFile(
     target=lambda: weights_home() / "fid_vid" / "resnet-50-kinetics.pth",
     used_by=("metrics.fvd",),
 ))
+
+register(WeightFile(
+    name="dino-vitb16",
+    description="DINO ViT-B/16 checkpoint (dino_vitbase16_pretrain.pth) for torch.hub dino_vitb16 (subject_consistency)",
+    url="https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth",
+    target=torch_hub_checkpoint("dino_vitbase16_pretrain.pth"),
+    used_by=("metrics.consistency",),
+))
+
+register(WeightFile(
+    name="dino-hub-repo",
+    description="copy of the facebookresearch/dino repo (main) that torch.hub loads dino_vitb16 from",
+    url="https://github.com/facebookresearch/dino/archive/refs/heads/main.zip",
+    kind="dir",
+    required=("hubconf.py", "vision_transformer.py"),
+    target=lambda: torch_hub_dir() / "facebookresearch_dino_main",
+    used_by=("metrics.consistency",),
+))

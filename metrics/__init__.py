@@ -40,3 +40,7 @@ metrics.declare("fvd", "motiongrid.metrics.fvd:FVD", higher_is_better=False, nee
 metrics.declare("fid_vid", "motiongrid.metrics.fvd:FIDVID", higher_is_better=False, needs=frozenset({"reference"}),
                 description="FID-VID as DisCo computes it: 3D ResNet-50 (Kinetics) 2048-d features of 16-frame "
                             "112x112 segments, averaged per video; per cell flagged unstable, set-level over all cells")
+metrics.declare("subject_consistency", "motiongrid.metrics.consistency:SubjectConsistency", higher_is_better=True,
+                needs=frozenset(),
+                description="VBench subject consistency: DINO ViT-B/16 feature cosine of each frame to the previous "
+                            "and to the first frame (clamped at 0, averaged)")

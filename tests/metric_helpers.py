@@ -108,3 +108,39 @@ def save_r3d50_standin(path: Path, seed: int = 0) -> dict:
     state = ResNet3d50().state_dict()
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
     return state
+
+
+DINO_HUBCONF = '''
+dependencies = ["torch"]
+import torch
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 4 * 4, 8)
+
+    def forward(self, x):
+        return self.proj(torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1))
+
+
+def dino_vitb16(pretrained=True, **kwargs):
+    model = Tiny()
+    if pretrained:
+        url = "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth"
+        model.load_state_dict(torch.hub.load_state_dict_from_url(url, map_location="cpu"))
+    return model
+'''
+
+
+def save_dino_standin(transfer: Path, seed: int = 0) -> None:
+    """A stand-in facebookresearch/dino hub repo (same entrypoint, loading its checkpoint the way
+    the real hubconf does) and a checkpoint for it, staged for `weights import`."""
+    repo = stage(transfer, "dino-hub-repo")
+    repo.mkdir(parents=True, exist_ok=True)
+    (repo / "hubconf.py").write_text(DINO_HUBCONF)
+    (repo / "vision_transformer.py").write_text("# stand-in\n")
+    namespace: dict = {}
+    exec(DINO_HUBCONF, namespace)
+    torch.manual_seed(seed)
+    torch.save(namespace["Tiny"]().state_dict(), stage(transfer, "dino-vitb16"))

@@ -16,6 +16,7 @@ from metric_helpers import (
     import_ok,
     no_checksum,
     save_alexnet_standin,
+    save_dino_standin,
     save_i3d_standin,
     save_inception_standin,
     save_r3d50_standin,
@@ -42,8 +43,9 @@ def _standins(transfer) -> None:
     no_checksum("raft-large-things")
     save_i3d_standin(stage(transfer, "stylegan-v-i3d"))
     save_r3d50_standin(stage(transfer, "resnet-50-kinetics"))
+    save_dino_standin(transfer)
     import_ok(transfer, "lpips-alexnet", "cleanfid-inception", "raft-large-things", "stylegan-v-i3d",
-              "resnet-50-kinetics")
+              "resnet-50-kinetics", "dino-hub-repo", "dino-vitb16")
 
 
 @pytest.mark.parametrize("name", metrics.names())
