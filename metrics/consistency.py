@@ -24,7 +24,7 @@ from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video, to_uint8
 from motiongrid.metrics._common import BaseMetric
 from motiongrid.metrics._video import VideoMetricOptions, defaults_of, validate_options
-from motiongrid.metrics.motion import _hub_dependencies
+from motiongrid.metrics.motion import _hub_dependencies, load_local_hub
 
 DINO_WEIGHTS = ("dino-hub-repo", "dino-vitb16")
 DINO_ENTRYPOINT = "dino_vitb16"
@@ -34,13 +34,7 @@ _DINO: dict[str, torch.nn.Module] = {}
 
 
 def load_dino(device: torch.device) -> torch.nn.Module:
-    key = str(device)
-    if key not in _DINO:
-        repo = weights.require("dino-hub-repo")
-        weights.require("dino-vitb16")
-        model = torch.hub.load(str(repo), DINO_ENTRYPOINT, source="local", trust_repo=True)
-        _DINO[key] = model.eval().to(device)
-    return _DINO[key]
+    return load_local_hub(_DINO, *DINO_WEIGHTS, DINO_ENTRYPOINT, device)
 
 
 def vbench_subject_consistency(features: torch.Tensor) -> dict[str, float]:
