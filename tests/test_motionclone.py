@@ -148,7 +148,7 @@ def _with_prediction(backbone, kind):
 
 
 @pytest.mark.parametrize("kind,update,weight", [("epsilon", "eps", 1e5), ("v_prediction", "eps", 1e5),
-                                                ("v_prediction", "released", 2e4)])
+                                                ("v_prediction", "released", 4e4)])
 def test_guided_step_ends_at_lower_energy_than_unguided_step(backbone, reference, kind, update, weight):
     bb = _with_prediction(backbone, kind)
     bb.scheduler.set_timesteps(10)

@@ -433,3 +433,75 @@ def test_reconstruction_psnr_note_uses_the_psnr_metrics_convention():
     b = (a + 0.05 * torch.randn(a.shape, generator=gen)).clamp(0, 1)
     b[0] = a[0]                                              # one identical frame: the 100 dB cap
     assert reconstruction_psnr(b, a) == pytest.approx(float(PSNR().per_frame(b, a).mean()), abs=1e-9)
+
+
+# ---- released behaviour per setting: cfg per mode, estimator seed, memory ----------------------
+
+def test_cfg_defaults_per_mode_as_the_released_readme_runs_them(bb):
+    import dataclasses
+
+    from motiongrid.methods.motionfollower.adapter import MotionFollower
+    from motiongrid.methods.motionfollower.params import RELEASED_CFG, MotionFollowerParams
+
+    assert RELEASED_CFG == {"edit": 7.0, "camera": 3.5}     # README: cases 1-5 --cfg 7.0; 6-7 (camera) the default 3.5
+    real = dataclasses.replace(bb, default_cfg=7.0, default_camera_cfg=3.5)
+    assert MotionFollower.cfg(real, MotionFollowerParams()) == 7.0
+    assert MotionFollower.cfg(real, MotionFollowerParams(camera=True)) == 3.5
+    assert MotionFollower.cfg(real, MotionFollowerParams(camera=True, cfg=2.0)) == 2.0
+    assert MotionFollower.cfg(bb, MotionFollowerParams(camera=True)) == bb.default_cfg   # toy: one default
+
+
+def test_estimator_seed_draws_another_untrained_reference_controller(bb, case):
+    default = bb.reference_features(case.frames, estimator=True)
+    again = bb.reference_features(case.frames, estimator=True, seed=0)
+    other = bb.reference_features(case.frames, estimator=True, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(default, again))
+    assert not any(torch.allclose(a, b) for a, b in zip(default, other))
+
+
+def _guided_run(bb, case, memory, camera=False):
+    inp = inputs(bb, case)
+    sched = EditSchedule.released(8)
+    x_T = torch.randn((1, *bb.latent_shape()), generator=torch.Generator().manual_seed(7))
+    sampler = EditSampler(bb, 8, 1.0, 4.0, sched, "released", camera=camera, memory=memory)
+    seen = {"trainable": [], "cached": []}
+    original = sampler.guidance
+
+    def spy(x, t, R, inp_, info, only=None):
+        out = original(x, t, R, inp_, info, only)
+        seen["cached"].append(len(cache_of(sampler)))
+        return out
+
+    def cache_of(s):
+        return s._last_cache
+    sampler._last_cache = {}
+    recon_features = sampler.recon_features
+
+    def recording_features(i, latent, t, inp_, cache):
+        sampler._last_cache = cache
+        seen["trainable"].append(any(p.requires_grad for p in bb.base_unet.parameters()))
+        return recon_features(i, latent, t, inp_, cache)
+    sampler.recon_features, sampler.guidance = recording_features, spy
+    hook = bb.base_unet.conv_in.register_forward_hook(
+        lambda m, a, o: seen.setdefault("grad_in_estimator", []).append(m.weight.requires_grad))
+    try:
+        result = sampler.run(x_T, inp, torch.Generator().manual_seed(7))
+    finally:
+        hook.remove()
+    return result, seen
+
+
+@pytest.mark.parametrize("camera", [False, True])
+def test_memory_modes_change_memory_never_the_edit(bb, case, camera):
+    """"released" (default): R recomputed per guidance call and dropped, the estimator's
+    parameters not frozen during guidance, camera K/V parked on the CPU; "cache": R kept per
+    step, frozen, K/V on the device. The edit is the same."""
+    released, seen_r = _guided_run(bb, case, "released", camera)
+    cached, seen_c = _guided_run(bb, case, "cache", camera)
+    assert torch.allclose(released.video, cached.video, atol=1e-6)
+    assert released.info["guidance_calls"] == cached.info["guidance_calls"] > 0
+    assert max(seen_r["cached"]) == 0 and max(seen_c["cached"]) > 0
+    assert True in seen_r["grad_in_estimator"] and True not in seen_c["grad_in_estimator"]
+    assert not any(p.requires_grad for p in bb.base_unet.parameters())          # restored after guidance
+    with pytest.raises(ValueError, match="memory must be"):
+        EditSampler(bb, 8, 1.0, 4.0, EditSchedule.released(8), memory="fast")

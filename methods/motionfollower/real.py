@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from motiongrid.bench import weights
-from motiongrid.methods.animatediff_released import convert_motion_key, convert_motion_state
+from motiongrid.methods.animatediff_released import convert_motion_key, convert_motion_state, set_motion_norm
 from motiongrid.methods.motionfollower.controllers import (
     RELEASED_POSE_CHANNELS,
     RELEASED_REFERENCE_CHANNELS,
@@ -43,7 +43,7 @@ MOTION_ADAPTER_CONFIG = {"motion_layers_per_block": 2, "motion_mid_block_layers_
                          "motion_num_attention_heads": 8, "motion_norm_num_groups": 32,
                          "motion_max_seq_length": 32, "use_motion_mid_block": True}
 VAE_SCALE = 0.18215
-RELEASED_CFG, RELEASED_STEPS, RELEASED_SIZE, RELEASED_FRAMES = 3.5, 50, 512, 24
+RELEASED_STEPS, RELEASED_SIZE, RELEASED_FRAMES = 50, 512, 24
 
 def convert_unet_key(key: str) -> str:
     """One released UNet3D key -> its diffusers UNetMotionModel name (module doc)."""
@@ -133,7 +133,12 @@ def load_motionfollower_backbone(model_id: str = "motionfollower", device: torch
     from diffusers import AutoencoderKL, DDIMScheduler
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-    from motiongrid.methods.motionfollower.params import IMAGE_VARIATION_WEIGHTS, VAE_WEIGHTS, released_fingerprint
+    from motiongrid.methods.motionfollower.params import (
+        IMAGE_VARIATION_WEIGHTS,
+        RELEASED_CFG,
+        VAE_WEIGHTS,
+        released_fingerprint,
+    )
 
     fingerprint = released_fingerprint()      # raises, naming every missing file and its fix
     device = torch.device(device)
@@ -149,10 +154,13 @@ def load_motionfollower_backbone(model_id: str = "motionfollower", device: torch
     vae = AutoencoderKL.from_pretrained(weights.require(VAE_WEIGHTS))
     for m in (denoiser, base, ref, pose, encoder, vae):
         m.eval().requires_grad_(False).to(device, dtype)
+    for m in (denoiser, base):
+        set_motion_norm(m, "released")
     return ReleasedEditBackbone(
         model_id=model_id, unet=denoiser, pose_controller=pose, reference_controller=ref, base_unet=base,
         scheduler=DDIMScheduler(**SCHEDULER_CONFIG), num_frames=frames, height=RELEASED_SIZE, width=RELEASED_SIZE,
-        device=device, dtype=dtype, default_steps=RELEASED_STEPS, default_cfg=RELEASED_CFG,
+        device=device, dtype=dtype, default_steps=RELEASED_STEPS,
+        default_cfg=RELEASED_CFG["edit"], default_camera_cfg=RELEASED_CFG["camera"], default_motion_norm="released",
         max_frames=MOTION_ADAPTER_CONFIG["motion_max_seq_length"],
         fingerprint=fingerprint,
         vae=vae, image_encoder=encoder, image_processor=processor)
