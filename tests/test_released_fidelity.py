@@ -117,3 +117,88 @@ def test_new_parameters_leave_existing_keys_and_enter_them_when_set():
     assert settings_fingerprint(MotionFollowerParams()) == {"motion_norm": "released", "estimator_seed": 0, "cfg": 7.0}
     assert settings_fingerprint(MotionFollowerParams(camera=True, estimator_seed=5))["cfg"] == 3.5
     assert settings_fingerprint(MotionFollowerParams(camera=True, estimator_seed=5))["estimator_seed"] == 5
+
+
+# ---- MotionClone (issue 27) -----------------------------------------------------------------------
+
+def test_reference_frames_are_the_released_floor_indices():
+    """The release: np.linspace(0, total - 1, count, dtype=int). Expected values worked out by
+    hand (position i·(total−1)/(count−1), rounded down)."""
+    from motiongrid.methods.motionclone.guidance import released_frame_indices
+
+    assert released_frame_indices(6, 4) == [0, 1, 3, 5]             # rounding: 0, 2, 3, 5
+    assert released_frame_indices(10, 8) == [0, 1, 2, 3, 5, 6, 7, 9]  # rounding: 0, 1, 3, 4, 5, 6, 8, 9
+    assert released_frame_indices(24, 16) == [0, 1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16, 18, 19, 21, 23]
+    assert released_frame_indices(16, 16) == list(range(16))
+    assert released_frame_indices(5, 8) == [0, 0, 1, 1, 2, 2, 3, 4]   # a short clip repeats frames
+
+
+def test_motionclone_reference_uses_the_released_frames():
+    from types import SimpleNamespace
+
+    from motiongrid.methods.motionclone.guidance import reference_latents
+
+    frames = torch.arange(6, dtype=torch.float32).view(6, 1, 1, 1).expand(6, 3, 8, 8) / 10   # frame i is i/10
+    stub = SimpleNamespace(num_frames=4, height=8, width=8, encode_video=lambda x: x)
+    picked = reference_latents(stub, frames)
+    assert [round(float(f.mean()) * 10) for f in picked] == [0, 1, 3, 5]
+
+
+def _attention_gradient(dtype, scale, positions=8192, frames=16, width=64, heads=8):
+    """∇_h (scale · E) / scale through one recorded temporal attention in ``dtype``, E in fp32
+    as in guidance (MotionClone's energy over top-1 entries of a reference map)."""
+    from diffusers.models.attention_processor import Attention
+
+    import motiongrid.methods.motionclone.guidance as mc
+
+    torch.manual_seed(0)
+    attn = Attention(query_dim=width, heads=heads, dim_head=width // heads).to(dtype)
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(positions, frames, width, generator=g).to(dtype).requires_grad_(True)
+    ref_probs = torch.softmax(torch.randn(positions, heads, frames, frames, generator=g) * 3, -1)
+    reference = {"m": mc.select_entries(ref_probs, "primary", 1)}
+    rec = mc._Recorder()
+    rec.names, rec.maps = frozenset({"m"}), {}
+    mc.TemporalAttentionProcessor("m", rec)(attn, h)
+    energy = mc.motion_energy(rec.maps, reference)
+    (grad,) = torch.autograd.grad(energy * scale, h)
+    return grad.double() / scale
+
+
+def test_scaled_energy_keeps_the_half_precision_gradient():
+    """The release differentiates λ·ramp·E (λ = 2000) in fp16; differentiating E and scaling
+    afterwards leaves the gradient in fp16's subnormals (≈2Δ/entries per entry). The scaled
+    gradient agrees with fp32's in direction; the unscaled one does not."""
+    reference = _attention_gradient(torch.float32, 1.0)
+    scaled = _attention_gradient(torch.float16, 2000.0)
+    plain = _attention_gradient(torch.float16, 1.0)
+
+    def cos(a):
+        return float(F.cosine_similarity(a.flatten(), reference.flatten(), dim=0))
+
+    assert cos(scaled) > 0.99 and float((scaled == 0).double().mean()) < 0.05
+    assert cos(plain) < 0.99 or float((plain == 0).double().mean()) > 0.5
+
+
+def test_guided_step_differentiates_the_scaled_energy(monkeypatch):
+    """denoise_step hands λ·ramp to energy_and_grad (so the backward carries it) and does not
+    multiply the gradient again."""
+    import motiongrid.methods.motionclone.guidance as mc
+
+    seen = {}
+
+    def fake(backbone, x, t, cond, reference, scale=1.0):
+        seen["scale"] = scale
+        return torch.zeros_like(x), torch.tensor(1.0), torch.ones_like(x)
+    monkeypatch.setattr(mc, "energy_and_grad", fake)
+    from types import SimpleNamespace
+
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler(beta_schedule="linear", beta_start=0.00085, beta_end=0.012)
+    bb = SimpleNamespace(scheduler=sched, dtype=torch.float32)
+    x = torch.zeros(1, 4, 2, 2, 2)
+    out, _ = mc.denoise_step(bb, x, 500, 400, None, None, 0.0, {"m": None}, weight=300.0, update="released")
+    a, a_prev = sched.alphas_cumprod[500].double(), sched.alphas_cumprod[400].double()
+    assert seen["scale"] == 300.0
+    assert torch.allclose(out.double(), -(1 - a_prev).sqrt() * (1 - a).sqrt() * torch.ones_like(x).double(), atol=1e-6)
