@@ -29,10 +29,11 @@ ANIMATEDIFF_V3_ADAPTER = {"block_out_channels": (320, 640, 1280, 1280), "motion_
 FAMILIES = ("motionclone", "motionfollower")
 
 
-def build_real_size(family: str, dtype=None, device="cpu", seed: int = 0) -> dict:
+def build_real_size(family: str, dtype=None, device="cpu", seed: int = 0, base_unet: bool = True) -> dict:
     """{"unet": ...} for MotionClone; {"unet", "base_unet", "pose_controller",
     "reference_controller"} for MotionFollower; random weights drawn from ``seed``, eval mode,
-    frozen, motion modules normalising per frame as released."""
+    frozen, motion modules normalising per frame as released. ``base_unet=False``: the
+    estimator's UNet is the denoiser itself (same architecture, half the memory)."""
     import torch
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
 
@@ -50,7 +51,8 @@ def build_real_size(family: str, dtype=None, device="cpu", seed: int = 0) -> dic
         from motiongrid.methods.motionfollower.real import build_unet
 
         unet2d = UNet2DConditionModel(**IMAGE_VARIATION_UNET)
-        models = {"unet": build_unet(unet2d), "base_unet": build_unet(unet2d),
+        unet = build_unet(unet2d)
+        models = {"unet": unet, "base_unet": build_unet(unet2d) if base_unet else unet,
                   "pose_controller": PoseController(320, RELEASED_POSE_CHANNELS),
                   "reference_controller": reference_controller()}
         del unet2d

@@ -53,7 +53,7 @@ def test_motionfollower_guided_editing_step_at_real_size():
     )
     from motiongrid.methods.realsize import build_real_size
 
-    m = build_real_size("motionfollower")
+    m = build_real_size("motionfollower", base_unet=False)     # the estimator's UNet: same architecture
     for p in m["pose_controller"].conv_out.parameters():      # as if trained: not the zero init
         p.data.normal_(0, 0.02)
     frames, size = 8, 128
