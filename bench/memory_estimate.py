@@ -15,9 +15,10 @@ the caching allocator's rounding and fragmentation, cuDNN/cuBLAS workspaces and 
 context (~0.3–0.5 GB), all reported beside the estimate.
 
 Values on meta tensors do not exist: a Python number read from one (``.item()``, ``float(t)``)
-is a placeholder 0 and a copy to another device stays on meta. Control flow that depends on
-values may therefore take another branch than a real run would; shapes never depend on values
-in the methods profiled here (steps, guidance and replays are fixed by the schedule).
+is a placeholder 1 (True: "this mask region is not empty", so no work is skipped) and a copy
+to another device stays on meta. Control flow that depends on values may therefore take another
+branch than a real run would; shapes never depend on values in the methods profiled here (steps,
+guidance and replays are fixed by the schedule).
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ class MemoryEstimator(TorchDispatchMode):
         packet = func._overloadpacket
         on_meta = bool(args) and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta"
         if on_meta and packet is torch.ops.aten._local_scalar_dense:
-            return False if args[0].dtype == torch.bool else 0      # a placeholder number (see docstring)
+            return True if args[0].dtype == torch.bool else 1       # a placeholder number (see docstring)
         if on_meta and packet is torch.ops.aten._to_copy and kwargs.get("device") not in (None, torch.device("meta")):
             return func(*args, **{**kwargs, "device": torch.device("meta")})   # leaves the device: not counted
         out = func(*args, **kwargs)
@@ -133,6 +134,11 @@ class MemoryEstimator(TorchDispatchMode):
         _current = self
         self._fused = FusedAttention()
         self._fused.__enter__()
+        # boolean-mask indexing (mask regions) needs nonzero(), whose meta form assumes every
+        # element is set: a region is then its whole frame, an upper bound on its size
+        from torch.fx.experimental import _config as fx_config
+        self._nonzero = fx_config.patch(meta_nonzero_assume_all_nonzero=True)
+        self._nonzero.__enter__()
         return super().__enter__()
 
     def __exit__(self, *exc):
@@ -142,6 +148,7 @@ class MemoryEstimator(TorchDispatchMode):
             return super().__exit__(*exc)
         finally:
             self._fused.__exit__(*exc)
+            self._nonzero.__exit__(*exc)
 
 
 class FusedAttention(TorchFunctionMode):

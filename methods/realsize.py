@@ -13,6 +13,8 @@ data, from the released config files and the diffusers configs of the weights th
 """
 from __future__ import annotations
 
+import contextlib
+
 SD15_UNET = {
     "sample_size": 64, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
     "block_out_channels": (320, 640, 1280, 1280),
@@ -26,7 +28,33 @@ IMAGE_VARIATION_UNET = dict(SD15_UNET)     # SD1.x UNet conditioned on the 768-d
 ANIMATEDIFF_V3_ADAPTER = {"block_out_channels": (320, 640, 1280, 1280), "motion_layers_per_block": 2,
                           "motion_mid_block_layers_per_block": 1, "motion_num_attention_heads": 8,
                           "motion_norm_num_groups": 32, "motion_max_seq_length": 32, "use_motion_mid_block": False}
+# The parts the networks above are used with: stabilityai/sd-vae-ft-mse (both methods), SD1.5's
+# CLIP ViT-L/14 text encoder (MotionClone), the image-variation model's CLIP ViT-L/14 image
+# encoder (MotionFollower's per-frame context).
+VAE_FT_MSE = {"in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2,
+              "block_out_channels": (128, 256, 512, 512), "down_block_types": ("DownEncoderBlock2D",) * 4,
+              "up_block_types": ("UpDecoderBlock2D",) * 4, "norm_num_groups": 32, "act_fn": "silu",
+              "sample_size": 256, "scaling_factor": 0.18215}
+CLIP_L14_TEXT = {"vocab_size": 49408, "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                 "num_attention_heads": 12, "max_position_embeddings": 77, "hidden_act": "quick_gelu",
+                 "projection_dim": 768}
+CLIP_L14_VISION = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
+                   "patch_size": 14, "image_size": 224, "hidden_act": "quick_gelu", "projection_dim": 768}
 FAMILIES = ("motionclone", "motionfollower")
+
+
+@contextlib.contextmanager
+def in_dtype(dtype):
+    """Build modules directly in ``dtype`` (on the meta device a later ``.to(dtype)`` is not
+    needed, and on a real device no fp32 copy is ever made)."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def build_real_size(family: str, dtype=None, device="cpu", seed: int = 0, base_unet: bool = True) -> dict:

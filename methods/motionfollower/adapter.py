@@ -12,8 +12,8 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from motiongrid.bench.api import Method
-from motiongrid.bench.clip import Clip
+from motiongrid.bench.api import Method, ShapeOnly, ShapeSpec
+from motiongrid.bench.clip import Clip, EditCase
 from motiongrid.bench.registry import methods
 from motiongrid.bench.video import Video
 from motiongrid.methods.animatediff_released import set_motion_norm
@@ -87,6 +87,29 @@ class MotionFollower(Method):
 
     def load(self, params: MotionFollowerParams) -> None:
         self.backbone(params.model)
+
+    def shape_only(self, params: MotionFollowerParams, spec: ShapeSpec) -> ShapeOnly:
+        """The released model at real size with random weights (motiongrid profile) on a
+        synthetic editing case of ``spec``'s shape. Every step runs (the released memory
+        behaviour keeps per-step state), so ``spec.sample_steps`` is not used."""
+        if params.model == "toy-motionfollower":
+            raise NotImplementedError("the toy MotionFollower is not profiled (its real size is the released model's)")
+        from motiongrid.methods.motionfollower.real import shape_only_motionfollower_backbone
+
+        device = torch.device(torch.get_default_device())
+        bb = shape_only_motionfollower_backbone(spec.frames, spec.height, spec.width, spec.dtype, device)
+        self.use_backbone(params.model, bb)
+        shape = (spec.frames, 3, spec.height, spec.width)
+        video = lambda: Video(torch.zeros(shape, device=device), 8.0)  # noqa: E731
+        masks = lambda: torch.ones(spec.frames, spec.height, spec.width, dtype=torch.bool, device=device)  # noqa: E731
+        case = EditCase(source_poses=video, target_poses=video, source_masks=masks, target_masks=masks,
+                        digest="shape-only")
+        clip = Clip(id="shape-only", prompt="", loader=video, source_hash="shape-only", edit=case)
+        modules = [bb.unet, bb.pose_controller, bb.reference_controller, bb.vae, bb.image_encoder]
+        if bb.base_unet is not bb.unet:
+            modules.append(bb.base_unet)
+        return ShapeOnly(modules, f"motionfollower: 2x UNetMotionModel {spec.frames}x{spec.height}x{spec.width}",
+                         steps=params.steps or bb.default_steps, clip=clip)
 
     def generate(self, clip: Clip, params: MotionFollowerParams, seed: int) -> Video:
         if clip.edit is None:

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from motiongrid.bench.memory_estimate import stage
 from motiongrid.methods.motionfollower.camera import CAMERA_FROM_RELEASED_STEP, CameraState, camera_mode
 from motiongrid.methods.motionfollower.hooks import capturing_up_blocks, controlled, up_block_features
 from motiongrid.methods.motionfollower.model import EditBackbone
@@ -280,12 +281,13 @@ class EditSampler:
         """g for one step (module doc); ``only`` keeps just those terms (tests check each)."""
         with torch.enable_grad(), self._estimator_trainable():
             x = x.detach().requires_grad_(True)
-            E = up_block_features(self._estimator_unet(), x, t, inp.context, inp.target_pose, inp.estimator_reference,
+            with stage("guidance forward"):
+                E = up_block_features(self._estimator_unet(), x, t, inp.context, inp.target_pose, inp.estimator_reference,
                                   FEATURE_BLOCKS)
-            E, Rs = _upsampled(E), _upsampled(R)
-            size = E[-1].shape[-2:]
-            terms, dropped = edit_energy(E, Rs, _masks_at(inp.source_masks, size), _masks_at(inp.target_masks, size),
-                                         self.mask_roles)
+                E, Rs = _upsampled(E), _upsampled(R)
+                size = E[-1].shape[-2:]
+                terms, dropped = edit_energy(E, Rs, _masks_at(inp.source_masks, size), _masks_at(inp.target_masks, size),
+                                             self.mask_roles)
             for k, n in dropped.items():
                 info["dropped_frame_terms"][k] = info["dropped_frame_terms"].get(k, 0) + n
             scale = 1000.0 * self.energy_scale
@@ -293,8 +295,9 @@ class EditSampler:
                 terms = {k: (v if k in only else v.detach() * 0) for k, v in terms.items()}
             fg = terms["fg"] * scale
             bg = (terms["content"] + terms["contrast"] + terms["inpaint"]) * scale
-            g_fg = torch.autograd.grad(fg, x, retain_graph=True, allow_unused=True)[0] if fg.requires_grad else None
-            g_bg = torch.autograd.grad(bg, x, allow_unused=True)[0] if bg.requires_grad else None
+            with stage("guidance backward"):
+                g_fg = torch.autograd.grad(fg, x, retain_graph=True, allow_unused=True)[0] if fg.requires_grad else None
+                g_bg = torch.autograd.grad(bg, x, allow_unused=True)[0] if bg.requires_grad else None
         t_lat = self._latent_mask(inp.target_masks, x)
         zero = torch.zeros_like(x)
         g_fg = zero if g_fg is None else g_fg.detach()
@@ -345,7 +348,10 @@ class EditSampler:
             if self.camera:
                 self.camera_state = CameraState(inp.source_masks, inp.target_masks, park=self.memory != "cache")
                 stack.enter_context(camera_mode(self.bb.unet, self.camera_state))
-            recon_final, recon_latents, recon_cache = self.reconstruct(x_T, inp, plan)
-            x0 = self.edit(x_T, inp, plan, recon_latents, recon_cache, generator, info)
+            with stage("reconstruction"):
+                recon_final, recon_latents, recon_cache = self.reconstruct(x_T, inp, plan)
+            with stage("editing"):
+                x0 = self.edit(x_T, inp, plan, recon_latents, recon_cache, generator, info)
         self.camera_state = None
-        return EditResult(self.bb.decode_latents(x0.detach()), self.bb.decode_latents(recon_final), info)
+        with stage("decode"):
+            return EditResult(self.bb.decode_latents(x0.detach()), self.bb.decode_latents(recon_final), info)

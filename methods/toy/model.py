@@ -363,7 +363,9 @@ def shape_only_backbone(model_id: str, frames: int, height: int, width: int, dty
         torch.set_default_dtype(previous)
     unet.eval().requires_grad_(False)
     encoder.eval().requires_grad_(False)
-    return ToyBackbone(model_id=model_id, unet=unet, scheduler=make_ddim_scheduler(config["schedule"]),
+    with torch.device("cpu"):   # the schedule holds numbers the sampler reads, never meta
+        scheduler = make_ddim_scheduler(config["schedule"])
+    return ToyBackbone(model_id=model_id, unet=unet, scheduler=scheduler,
                        num_frames=frames, height=height, width=width, device=device, dtype=dtype,
                        fingerprint={"shape_only": True}, prompt_encoder=encoder, config=config)
 
