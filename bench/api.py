@@ -114,7 +114,8 @@ class Metric:
 
 
 class ClipSet:
-    """A named source of clips; ``load`` returns them in a stable order."""
+    """A named source of clips; ``load`` returns them in a stable order. A set that can also
+    store clips (``motiongrid clips make``) implements the classmethod ``write(clips, out)``."""
     name: ClassVar[str]
     description: ClassVar[str] = ""
 

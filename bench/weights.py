@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from motiongrid.bench import registry
 from motiongrid.bench.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -107,48 +108,27 @@ class WeightFile:
         return f"hf://{self.repo_id}{rev}{suffix}"
 
 
-_REGISTRY: dict[str, WeightFile] = {}
-
-
 def register(entry: WeightFile, replace: bool = False) -> WeightFile:
-    """Add an entry. Registering the same name twice with a different entry is an error unless
-    ``replace`` (tests use it to point an entry at a locally made file)."""
-    old = _REGISTRY.get(entry.name)
-    if old is not None and old != entry and not replace:
-        raise ValueError(f"weight {entry.name!r} is registered twice with different settings")
-    _REGISTRY[entry.name] = entry
-    return entry
-
-
-def _load_registrants() -> None:
-    """Import method and metric modules so the entries they register appear in listings."""
-    from motiongrid.bench import registry
-
-    for reg in (registry.methods, registry.metrics):
-        try:
-            reg.names()
-        except Exception as exc:  # a broken optional module must not hide the other entries
-            log.warning("could not import all %s modules (%s); their weight entries may be missing "
-                        "from the list", reg.kind, exc)
+    """Add an entry to the weights registry (``registry.weights``). Registering the same name
+    twice with a different entry is an error unless ``replace`` (tests use it to point an entry
+    at a locally made file)."""
+    old = registry.weights._items.get(entry.name)
+    if old is not None and old != entry:
+        if not replace:
+            raise ValueError(f"weight {entry.name!r} is registered twice with different settings")
+        registry.weights.unregister(entry.name)
+    return registry.weights.register(entry.name)(entry)
 
 
 def entries(load_all: bool = True) -> list[WeightFile]:
-    if load_all:
-        _load_registrants()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    """Every entry; ``load_all`` also imports the method and metric packages that register theirs."""
+    names = registry.weights.names() if load_all else sorted(registry.weights._items)
+    return [registry.weights.get(name) for name in names]
 
 
 def get(name: str) -> WeightFile:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        _load_registrants()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown weight {name!r}; registered: {', '.join(sorted(_REGISTRY)) or 'none'}")
-    return _REGISTRY[name]
+    return registry.weights.get(name)
 
-
-# ---- where things live --------------------------------------------------------------------
 
 def weights_home() -> Path:
     """motiongrid's own weights folder (for files no library looks up by itself)."""
@@ -200,7 +180,7 @@ def hf_cache_file(repo_id: str, filename: str) -> Callable[[], list[Path]]:
 # ---- presence and checks ------------------------------------------------------------------
 
 def fix_command(name: str) -> str:
-    entry = _REGISTRY.get(name)
+    entry = registry.weights._items.get(name)
     if entry is not None and entry.import_only and not (entry.url or entry.repo_id):
         return (f"download {entry.target().name} from {entry.import_only} (no URL can fetch it) into "
                 f"DIR/{name}/, then `motiongrid weights import DIR`")

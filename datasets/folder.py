@@ -129,7 +129,6 @@ def safe_path(root: Path, relative: str, what: str) -> Path:
 
 @datasets.register("folder")
 class FolderClipSet(ClipSet):
-    description = "videos (mp4/webm/gif) or frame folders under root, listed in a CSV/YAML manifest"
     default_path = None  # DAVIS fills a path from the id
 
     def load(self) -> list[Clip]:
@@ -163,6 +162,11 @@ class FolderClipSet(ClipSet):
                 tracks=tracks, visibility=vis, meta={"path": str(path)},
             ))
         return clips
+
+    @classmethod
+    def write(cls, clips: list[Clip], out: Path) -> Path:
+        """Write ``clips`` where this set reads them back (``clips make``); the manifest's path."""
+        return export_clips(clips, out)
 
 
 def _read_mask_folder(path: Path) -> torch.Tensor:
@@ -201,7 +205,6 @@ def read_edit_case(root: Path, manifest: Path, row: dict) -> Clip:
 
 @datasets.register("davis")
 class DavisClipSet(FolderClipSet):
-    description = "DAVIS-2017 JPEG frame folders from a local root; prompts from a manifest"
     default_path = "JPEGImages/480p/{id}"
 
 

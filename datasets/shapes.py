@@ -444,7 +444,6 @@ from motiongrid.bench.registry import datasets  # noqa: E402
 
 @datasets.register("shapes")
 class ShapesClipSet(ClipSet):
-    description = "procedural textured shapes with ground-truth tracks (no files needed)"
 
     def load(self) -> list[Clip]:
         opts = dict(self.options)

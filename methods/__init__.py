@@ -4,7 +4,7 @@ The built-in methods are declared here, so that listing them and checking a conf
 parameters import no torch; each module is imported when a run first needs its class.
 A class's attributes must match its declaration (tests/test_startup.py checks it).
 """
-from motiongrid.bench.registry import methods
+from motiongrid.bench.registry import commands, methods
 from motiongrid.methods import animatediff_weights, motionfollower, toy  # noqa: F401  (register the weight files; no torch)
 
 methods.declare("reference", "motiongrid.methods.baselines:ReferenceBaseline", task="baseline",
@@ -25,3 +25,9 @@ methods.declare("source", "motiongrid.methods.baselines:SourceBaseline", task="e
 methods.declare("motionfollower", "motiongrid.methods.motionfollower.adapter:MotionFollower", task="edit",
                 description="MotionFollower: pose-controlled editing with score guidance (released sampler on diffusers)",
                 Params="motiongrid.methods.motionfollower.params:MotionFollowerParams")
+
+# Command groups (torch-free modules; the CLI imports them when it builds its parser).
+commands.declare("toy", "motiongrid.methods.toy.cli:register", help="train, export and sample the toy model",
+                 parent=None)
+commands.declare("toy-edit", "motiongrid.methods.motionfollower.cli:register",
+                 help="train, check and sample the toy MotionFollower", parent="toy")

@@ -94,11 +94,7 @@ def fid_from_feature_sets(generated: np.ndarray, reference: np.ndarray, min_samp
 
 @metrics.register("fid")
 class FID(BaseMetric):
-    description = ("Fréchet Inception distance over frames (clean-fid, clean mode); per cell flagged "
-                   "unstable, set-level over all cells")
-    higher_is_better = False
     ideal = {"value": 0.0}
-    needs = frozenset({"reference"})
     set_level = True   # the runner stores one FID per label over all its cells
     defaults = {"min_samples": FEATURE_DIM}
 

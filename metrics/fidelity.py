@@ -83,9 +83,6 @@ def ssim_valid(generated: torch.Tensor, reference: torch.Tensor, data_range: flo
 
 @metrics.register("psnr")
 class PSNR(_FrameMetric):
-    description = ("peak signal-to-noise ratio vs the reference, dB, mean over frames (data_range 1, float64; "
-                   "identical frames 100 dB)")
-    higher_is_better = True
     ideal = CAPPED_PSNR
     defaults = {"identical": "cap"}
 
@@ -111,9 +108,6 @@ class PSNR(_FrameMetric):
 
 @metrics.register("ssim")
 class SSIM(_FrameMetric):
-    description = ("structural similarity vs the reference, mean over frames (gaussian sigma 1.5, valid region "
-                   "as scikit-image)")
-    higher_is_better = True
     ideal = 1.0
     defaults = {"border": "valid"}
 
@@ -149,8 +143,6 @@ class SSIM(_FrameMetric):
 
 @metrics.register("l1")
 class L1(_FrameMetric):
-    description = "mean absolute pixel difference vs the reference in [0,1] units, mean over frames"
-    higher_is_better = False
     ideal = 0.0
 
     def preprocessing(self) -> dict:

@@ -213,10 +213,7 @@ def cotracker_track(model: torch.nn.Module, frames: torch.Tensor, device: torch.
 
 @metrics.register("motion_fidelity")
 class MotionFidelity(BaseMetric):
-    description = "DMT motion fidelity from point tracks (symmetric and DMT one-way variants)"
-    higher_is_better = True
     ideal = {"symmetric": 1.0, "dmt_one_way": 1.0}
-    needs = frozenset({"reference"})
     defaults = {"tracker": "auto", "grid_size": 30, "static_px": 0.5, "points": "all",
                 "lk_win": 15, "lk_levels": 3, "lk_fb_px": 1.0}
     # points="moving": score only reference tracks that move (mean step >= static_px) — the

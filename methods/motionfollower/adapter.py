@@ -49,9 +49,6 @@ def reconstruction_psnr(reconstruction: torch.Tensor, source: torch.Tensor) -> f
 
 @methods.register("motionfollower")
 class MotionFollower(Method):
-    task = "edit"
-    Params = MotionFollowerParams
-    description = "MotionFollower: pose-controlled editing with score guidance (released sampler on diffusers)"
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,5 +1,6 @@
 """``motiongrid report``, ``compare`` and ``export``: read a run directory (results.sqlite and
-run.json), never the methods or metrics."""
+run.json), never the methods or metrics. A plugin command group, declared in
+``motiongrid.reports`` (``registry.commands``): the core CLI finds it by name."""
 from __future__ import annotations
 
 from pathlib import Path
