@@ -22,7 +22,6 @@ Other modules register their own entries at import time::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -41,6 +40,7 @@ from typing import Literal
 
 from motiongrid.bench import registry
 from motiongrid.bench.errors import UserError
+from motiongrid.bench.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -237,20 +237,12 @@ def require(name: str) -> Path:
     return locate(name)
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_file(entry: WeightFile, path: Path) -> str | None:
     """None if size and sha256 (where known) match; else what is wrong."""
     if entry.size is not None and path.stat().st_size != entry.size:
         return f"{path} has {path.stat().st_size} bytes, expected {entry.size}"
     if entry.sha256:
-        digest = sha256_of(path)
+        digest = sha256_file(path)
         if not digest.startswith(entry.sha256.lower()):
             return f"{path} sha256 {digest[:16]}… does not match expected {entry.sha256[:16]}…"
     return None

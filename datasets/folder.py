@@ -26,7 +26,6 @@ target motion was taken from) are not inputs of the edit and are ignored.
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import yaml
 from motiongrid.bench.api import ClipSet
 from motiongrid.bench.clip import Clip, EditCase, file_digest, load_tracks
 from motiongrid.bench.errors import UserError
+from motiongrid.bench.hashing import sha256_text
 from motiongrid.bench.registry import datasets
 from motiongrid.bench.video import VIDEO_SUFFIXES, alpha_background, read_video, to_uint8_hwc, write_video
 
@@ -194,7 +194,7 @@ def read_edit_case(root: Path, manifest: Path, row: dict) -> Clip:
     if (case / EDIT_GROUND_TRUTH_TRACKS).exists():
         gt_tracks, gt_vis = load_tracks(case / EDIT_GROUND_TRUTH_TRACKS)
     parts = [file_digest(p) for p in folders.values()] + ([file_digest(gt)] if gt.is_dir() else [])
-    edit = EditCase(**loaders, digest=hashlib.sha256("/".join(parts).encode()).hexdigest()[:16],
+    edit = EditCase(**loaders, digest=sha256_text("/".join(parts), 16),
                     ground_truth=(lambda: read_video(gt)) if gt.is_dir() else None,
                     ground_truth_tracks=gt_tracks, ground_truth_visibility=gt_vis)
     source = case / EDIT_SOURCE

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from motiongrid.bench.clip import Clip
+from motiongrid.bench.functional import CAPPED_PSNR, IDENTICAL_MSE, psnr_per_frame
 from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video
 from motiongrid.metrics._common import BaseMetric, align
@@ -52,8 +53,6 @@ class _FrameMetric(BaseMetric):
         return float(self.frame_values(generated, clip).mean())
 
 
-IDENTICAL_MSE = 1e-10     # the field's scripts: a frame this close to its reference scores 100 dB
-CAPPED_PSNR = 100.0
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 
 
@@ -98,12 +97,7 @@ class PSNR(_FrameMetric):
                 "resample": self.options["resample"]}
 
     def per_frame(self, generated, reference):
-        # float64 throughout: torchmetrics divides by a float32 ln(10), ~1e-6 dB off at 50 dB
-        mse = (generated.double() - reference.double()).square().flatten(1).mean(1)
-        values = 10 * torch.log10(1.0 / mse)                 # data_range 1; mse 0 gives +inf
-        if self.options["identical"] == "cap":
-            values = torch.where(mse < IDENTICAL_MSE, torch.full_like(values, CAPPED_PSNR), values)
-        return values
+        return psnr_per_frame(generated, reference, cap=self.options["identical"] == "cap")
 
 
 @metrics.register("ssim")

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from motiongrid.bench.api import Method
 from motiongrid.bench.clip import Clip
+from motiongrid.bench.functional import psnr_per_frame
 from motiongrid.bench.registry import methods
 from motiongrid.bench.video import Video
 from motiongrid.methods.motionfollower.model import EditBackbone
@@ -40,11 +41,9 @@ def _fit(x: torch.Tensor, size: tuple[int, int], masks: bool = False) -> torch.T
 
 
 def reconstruction_psnr(reconstruction: torch.Tensor, source: torch.Tensor) -> float:
-    """The ``psnr`` metric's convention (10·log10(1/MSE) per frame in float64, 100 dB below
-    MSE 1e-10, mean over frames), for the cell's notes; methods do not import metrics
-    (tests/test_layout.py), and a test checks the two agree."""
-    mse = (reconstruction.double() - source.double()).square().flatten(1).mean(1)
-    return float(torch.where(mse < 1e-10, torch.full_like(mse, 100.0), 10 * torch.log10(1.0 / mse)).mean())
+    """The ``psnr`` metric's number (the one functional psnr, bench/functional.py), for the
+    cell's notes: mean over frames, identical frames 100 dB."""
+    return float(psnr_per_frame(reconstruction, source).mean())
 
 
 @methods.register("motionfollower")

@@ -21,7 +21,6 @@ the batches the uninterrupted run would have seen.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -32,8 +31,8 @@ import torch
 from torch import nn
 
 from motiongrid.bench.fingerprint import file_sha256
+from motiongrid.bench.toyworld import PRESETS, ShapesOptions
 from motiongrid.bench.video import from_minus_one_one, to_minus_one_one
-from motiongrid.datasets.shapes import PRESETS, ShapesOptions
 from motiongrid.methods.backbone import Backbone, BackboneSpec, register_backbone, register_backbone_spec
 from motiongrid.methods.toy import toy_checkpoint_dir, toy_checkpoint_file
 
@@ -192,14 +191,6 @@ def _split_state(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     unet = {k[len("unet."):]: v for k, v in state.items() if k.startswith("unet.")}
     enc = {k[len("prompt_encoder."):]: v for k, v in state.items() if k.startswith("prompt_encoder.")}
     return unet, enc
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def toy_weights_path() -> Path:
