@@ -49,7 +49,7 @@ INFO_FIELDS = {
     "commands": ("help", "parent"),
 }
 # Kinds whose entries are classes that carry their facts as class attributes.
-_CLASS_KINDS = ("methods", "metrics", "datasets")
+_CLASS_KINDS = ("methods", "metrics", "datasets", "backbones")
 _SINGULAR = {"methods": "method", "metrics": "metric", "datasets": "clip set", "backbones": "model",
              "weights": "weight", "commands": "command"}
 
@@ -104,12 +104,7 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} {name!r} is declared as {declared.target} but registered by {_where(cls)}")
             if self.kind in _CLASS_KINDS:
                 if declared is not None:
-                    twice = [f for f in declared.info if f in vars(cls)]
-                    if twice:
-                        raise ValueError(f"{_where(cls)} writes {', '.join(twice)}, which its declaration "
-                                         f"({self.kind} {name!r}) already states; write them once, in the declaration")
-                    for field, value in declared.info.items():
-                        setattr(cls, field, _import_object(value) if field == "Params" and isinstance(value, str) else value)
+                    self._set_facts(name, cls)
                 cls.name = name
             self._items[name] = cls
             return cls
@@ -125,6 +120,18 @@ class Registry(Generic[T]):
         if old is not None and old.target != target:
             raise ValueError(f"{self.kind} {name!r} is declared twice ({old.target} and {target})")
         self._declared[name] = Declared(target, info)
+        if name in self._items and self.kind in _CLASS_KINDS and old is None:   # registered before declared
+            self._set_facts(name, self._items[name])
+
+    def _set_facts(self, name: str, cls) -> None:
+        """Put the declaration's facts on the class; a class that writes one itself is refused."""
+        declared = self._declared[name]
+        twice = [f for f in declared.info if f in vars(cls)]
+        if twice:
+            raise ValueError(f"{_where(cls)} writes {', '.join(twice)}, which its declaration "
+                             f"({self.kind} {name!r}) already states; write them once, in the declaration")
+        for field, value in declared.info.items():
+            setattr(cls, field, _import_object(value) if field == "Params" and isinstance(value, str) else value)
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (tests use it to clean up what they registered)."""

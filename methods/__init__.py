@@ -4,7 +4,7 @@ The built-in methods are declared here, so that listing them and checking a conf
 parameters import no torch; each module is imported when a run first needs its class.
 A class's attributes must match its declaration (tests/test_startup.py checks it).
 """
-from motiongrid.bench.registry import commands, methods
+from motiongrid.bench.registry import backbones, commands, methods
 from motiongrid.methods import animatediff_weights, motionfollower, toy  # noqa: F401  (register the weight files; no torch)
 
 methods.declare("reference", "motiongrid.methods.baselines:ReferenceBaseline", task="baseline",
@@ -31,3 +31,14 @@ commands.declare("toy", "motiongrid.methods.toy.cli:register", help="train, expo
                  parent=None)
 commands.declare("toy-edit", "motiongrid.methods.motionfollower.cli:register",
                  help="train, check and sample the toy MotionFollower", parent="toy")
+
+# Backbone families (methods/backbone.py): which model ids MotionClone (t2v-motion) and
+# MotionFollower (edit) accept; each module is imported when a model of its family is used.
+backbones.declare("animatediff", "motiongrid.methods.animatediff:AnimateDiffFamily", task="t2v-motion",
+                  description="SD1.5 + AnimateDiff motion adapter, latent space ('animatediff' or 'animatediff:<folder>')")
+backbones.declare("toy", "motiongrid.methods.toy.model:ToyFamily", task="t2v-motion",
+                  description="the toy world's pixel-space video model (ships with motiongrid)")
+backbones.declare("motionfollower", "motiongrid.methods.motionfollower.families:ReleasedFamily", task="edit",
+                  description="MotionFollower's released weights on SD image-variations")
+backbones.declare("toy-motionfollower", "motiongrid.methods.motionfollower.families:ToyEditFamily", task="edit",
+                  description="the toy MotionFollower fine-tuned from the toy model (ships with motiongrid)")

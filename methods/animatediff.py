@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 
 from motiongrid.bench import weights
+from motiongrid.bench.registry import backbones
 from motiongrid.bench.video import from_minus_one_one, to_minus_one_one
 from motiongrid.methods.animatediff_weights import ADAPTER_WEIGHTS, BASE_WEIGHTS, VAE_WEIGHTS  # registered without torch
-from motiongrid.methods.backbone import Backbone, BackboneSpec, register_backbone, register_backbone_spec
+from motiongrid.methods.backbone import Backbone, BackboneFamily, BackboneSpec
 
 ANIMATEDIFF_FRAMES = 16
 # Sampler defaults: MotionClone's released t2v settings (100 DDIM steps, ε_c + 7.5·(ε_c − ε_u)).
@@ -116,7 +117,6 @@ def _resolve_animatediff(model_id: str) -> dict[str, Path]:
             "vae": base / "vae"}
 
 
-@register_backbone("animatediff")
 def load_animatediff(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES, **_) -> AnimateDiffBackbone:
     """AnimateDiff: SD1.5 UNet + MotionAdapter -> UNetMotionModel, VAE, CLIP text encoder,
     DDIM with AnimateDiff's schedule. fp16 on CUDA, fp32 elsewhere."""
@@ -164,7 +164,6 @@ def _make_scheduler(config: dict):
     return DDIMScheduler(**config)
 
 
-@register_backbone_spec("animatediff")
 def animatediff_spec(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES, **_) -> BackboneSpec:
     """The AnimateDiff backbone's identity and sampler defaults, without loading its weights."""
     dtype = _dtype(torch.device(device))
@@ -176,3 +175,7 @@ def animatediff_spec(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES
         default_preset=AnimateDiffBackbone.default_preset)
 
 
+@backbones.register("animatediff")
+class AnimateDiffFamily(BackboneFamily):
+    load = staticmethod(load_animatediff)
+    spec = staticmethod(animatediff_spec)

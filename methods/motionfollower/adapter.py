@@ -17,19 +17,14 @@ from motiongrid.bench.clip import Clip
 from motiongrid.bench.functional import psnr_per_frame
 from motiongrid.bench.registry import methods
 from motiongrid.bench.video import Video
+from motiongrid.methods.backbone import family_of
 from motiongrid.methods.motionfollower.model import EditBackbone
-from motiongrid.methods.motionfollower.params import MotionFollowerParams, fingerprint
+from motiongrid.methods.motionfollower.params import MotionFollowerParams
 from motiongrid.methods.motionfollower.sampler import EditInputsOnDevice, EditSampler, EditSchedule
 
 
 def load_edit_backbone(model: str, device: torch.device) -> EditBackbone:
-    if model == "toy-motionfollower":
-        from motiongrid.methods.motionfollower.model import load_toy_edit_backbone
-
-        return load_toy_edit_backbone(device=device)
-    from motiongrid.methods.motionfollower.real import load_motionfollower_backbone
-
-    return load_motionfollower_backbone(device=device)
+    return family_of(model, task="edit").load(model, device)
 
 
 def _fit(x: torch.Tensor, size: tuple[int, int], masks: bool = False) -> torch.Tensor:
@@ -66,7 +61,7 @@ class MotionFollower(Method):
         """From the weight files alone (no model is loaded to key a cell)."""
         if params.model in self.backbones:
             return self.backbones[params.model].fingerprint
-        return fingerprint(params.model)
+        return family_of(params.model, task="edit").fingerprint(params.model)
 
     def load(self, params: MotionFollowerParams) -> None:
         self.backbone(params.model)

@@ -9,8 +9,8 @@ from pydantic import Field, field_validator
 
 from motiongrid.bench import weights
 from motiongrid.bench.params import Params
+from motiongrid.methods.backbone import check_model_id
 
-MODELS = ("motionfollower", "toy-motionfollower")
 RELEASED_ENERGY_SCALE = 4.0       # × 1000 inside, as released (energy_scale=4.0 -> 4e3)
 IMAGE_VARIATION_WEIGHTS = "sd-image-variations"
 VAE_WEIGHTS = "sd-vae-ft-mse"
@@ -39,9 +39,7 @@ class MotionFollowerParams(Params):
     @field_validator("model")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in MODELS:
-            raise ValueError(f"unknown MotionFollower model {value!r}; known: {list(MODELS)}")
-        return value
+        return check_model_id(value, task="edit")
 
 
 def released_fingerprint() -> dict:
@@ -63,7 +61,3 @@ def toy_fingerprint(path=None) -> dict:
     file = Path(path) if path is not None else Path(weights.require("toy-motionfollower"))
     config = json.loads(file.with_suffix(".json").read_text())
     return {"model": "toy-motionfollower", "sha256": file_sha256(file), "base_sha256": config["base_sha256"]}
-
-
-def fingerprint(model: str) -> dict:
-    return toy_fingerprint() if model == "toy-motionfollower" else released_fingerprint()
