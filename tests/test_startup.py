@@ -157,3 +157,15 @@ def test_torch_hub_dir_without_torch_matches_torch(tmp_path):
             print(ours == torch.hub.get_dir(), ours)
         """, env={**base, **env})
         assert result["out"].split()[:2] == ["False", "True"], (env, result["out"])
+
+
+def test_plugin_command_groups_come_from_their_declarations():
+    """report/compare/export (reports) and toy with the toy MotionFollower's subcommands
+    (methods/toy + methods/motionfollower) reach the parser through registry.commands."""
+    from motiongrid.bench.cli import build_parser
+
+    top = build_parser()._subparsers._group_actions[0].choices
+    assert {"report", "compare", "export", "toy"} <= set(top)
+    toy = top["toy"]._subparsers._group_actions[0].choices
+    assert set(toy) == {"train", "export", "sample", "train-edit", "check-edit", "sample-edit"}
+    assert registry.commands.info("toy-edit")["parent"] == "toy"
