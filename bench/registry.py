@@ -32,7 +32,9 @@ _BUILTIN_PACKAGES = {
     "metrics": ("motiongrid.metrics",),
     "datasets": ("motiongrid.datasets",),
     "backbones": ("motiongrid.methods",),
-    "weights": ("motiongrid.methods", "motiongrid.metrics"),
+    # modules that register weight files (torch-free); listing weights imports them, --help does not
+    "weights": ("motiongrid.methods.animatediff_weights", "motiongrid.methods.motionfollower.weights",
+                "motiongrid.methods.toy.weights", "motiongrid.metrics"),
     "commands": ("motiongrid.methods", "motiongrid.reports"),
 }
 
@@ -158,7 +160,7 @@ class Registry(Generic[T]):
             self._all_imported = True
             for name in _BUILTIN_PACKAGES[self.kind]:
                 package = importlib.import_module(name)
-                for info in pkgutil.iter_modules(package.__path__):
+                for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
                     if not info.name.startswith("_"):
                         importlib.import_module(f"{package.__name__}.{info.name}")
 

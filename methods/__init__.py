@@ -2,10 +2,10 @@
 
 The built-in methods are declared here, so that listing them and checking a config's
 parameters import no torch; each module is imported when a run first needs its class.
-A class's attributes must match its declaration (tests/test_startup.py checks it).
+A declaration is the one place a class's facts
+are written: the registry sets them on the class (bench/registry.py).
 """
 from motiongrid.bench.registry import backbones, commands, methods
-from motiongrid.methods import animatediff_weights, motionfollower, toy  # noqa: F401  (register the weight files; no torch)
 
 methods.declare("reference", "motiongrid.methods.baselines:ReferenceBaseline", task="baseline",
                 description="returns the scoring reference: the clip, or an edit's ground truth (ceiling)",

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from motiongrid.bench.cli.common import ExitCode, error, non_negative_int
-from motiongrid.reports.data import RunDirError
 from motiongrid.reports.defaults import BASELINE_METHOD, DEFAULT_PREVIEWS, DEFAULT_TOLERANCE, FORMATS
 
 
@@ -32,6 +31,7 @@ def _register_report(subparsers) -> None:
 
 
 def _cmd_report(args) -> int:
+    from motiongrid.reports.data import RunDirError
     from motiongrid.reports.report import write_report
 
     try:
@@ -70,7 +70,7 @@ def _register_compare(subparsers) -> None:
 
 def _cmd_compare(args) -> int:
     from motiongrid.reports.compare import compare_runs, parse_tolerances, render_markdown
-    from motiongrid.reports.data import load_run
+    from motiongrid.reports.data import RunDirError, load_run
 
     try:
         tolerances = parse_tolerances(args.tolerance)
@@ -99,6 +99,7 @@ def _register_export(subparsers) -> None:
 
 
 def _cmd_export(args) -> int:
+    from motiongrid.reports.data import RunDirError
     from motiongrid.reports.export import export
 
     try:
