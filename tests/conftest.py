@@ -15,6 +15,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("MOTIONGRID_CLEANFID_DIR", str(tmp_path / "cleanfid"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    registry.weights.names()   # built-in entries registered before the snapshot, not dropped after it
     saved = dict(registry.weights._items)
     yield tmp_path
     registry.weights._items.clear()
