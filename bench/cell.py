@@ -59,6 +59,8 @@ def check_output(video, variant: MethodVariant) -> Video:
     if not isinstance(video, Video):
         raise VideoError(f"{variant.label}: generate() returned {type(video).__name__}, expected Video")
     frames = video.frames
+    if frames.device.type == "meta":   # shape-only (motiongrid profile): no pixels, never a result
+        raise VideoError(f"{variant.label}: a shape-only video (meta tensors, random weights) cannot be scored or stored")
     if not torch.isfinite(frames).all():
         raise VideoError(f"{variant.label}: output contains NaN or inf")
     lo, hi = float(frames.min()), float(frames.max())

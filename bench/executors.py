@@ -42,11 +42,14 @@ class LocalExecutor:
         return resolve_device(name)
 
     def execute(self, plan: RunPlan, todo: list[Cell], stop: StopOnSignal) -> Iterator[Finished]:
-        """Each cell in turn, its video written through the plan; stops between cells on a signal."""
+        """Each cell in turn, its video written through the plan; stops between cells on a signal,
+        and after loading a model (which can take minutes) before the cell that needed it starts."""
         for cell in todo:
             if stop.signum is not None:
                 break
             load_s = plan.load(cell.variant)
+            if stop.signum is not None:
+                break
             yield Finished(cell, run_cell(cell, plan.methods, plan.metrics, plan.device, plan.save_video), None, load_s)
 
     def info(self) -> dict:

@@ -39,17 +39,20 @@ _BUILTIN_PACKAGES = {
 }
 
 # The facts of each kind, written once in the declaration (listings read them without import).
-# A method's "Params" may be declared as "module:Class" (a module that does not import torch).
-# A backbone's "task": which methods may drive it ("t2v-motion" or "edit"). A command group's
+# A method's "Params" and a metric's "Options" may be declared as "module:Class" (a module
+# that does not import torch). A backbone's "task": which methods may drive it ("t2v-motion" or "edit"). A command group's
 # "parent": None for a top-level command, else the group whose subcommands it adds.
 INFO_FIELDS = {
     "methods": ("task", "description", "Params"),
-    "metrics": ("higher_is_better", "needs", "description"),
+    "metrics": ("higher_is_better", "needs", "description", "Options"),
     "datasets": ("description",),
     "backbones": ("task", "description"),
     "weights": (),
     "commands": ("help", "parent"),
 }
+# Fields a declaration may leave out (the class then states them); ``info`` imports it to read them.
+OPTIONAL_INFO = {"metrics": ("Options",)}
+TYPED = ("Params", "Options")   # declared as "module:Class" strings
 # Kinds whose entries are classes that carry their facts as class attributes.
 _CLASS_KINDS = ("methods", "metrics", "datasets", "backbones")
 _SINGULAR = {"methods": "method", "metrics": "metric", "datasets": "clip set", "backbones": "model",
@@ -116,7 +119,7 @@ class Registry(Generic[T]):
         """Make ``name`` known without importing ``target`` ("module:Class"); ``info`` holds
         exactly the attributes listings show (``INFO_FIELDS[kind]``)."""
         fields = INFO_FIELDS[self.kind]
-        if set(info) != set(fields):
+        if not set(fields) - set(OPTIONAL_INFO.get(self.kind, ())) <= set(info) <= set(fields):
             raise TypeError(f"declare {self.kind} {name!r}: expected {', '.join(fields)}; got {', '.join(sorted(info))}")
         old = self._declared.get(name)
         if old is not None and old.target != target:
@@ -133,7 +136,7 @@ class Registry(Generic[T]):
             raise ValueError(f"{_where(cls)} writes {', '.join(twice)}, which its declaration "
                              f"({self.kind} {name!r}) already states; write them once, in the declaration")
         for field, value in declared.info.items():
-            setattr(cls, field, _import_object(value) if field == "Params" and isinstance(value, str) else value)
+            setattr(cls, field, _import_object(value) if field in TYPED and isinstance(value, str) else value)
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (tests use it to clean up what they registered)."""
@@ -198,8 +201,11 @@ class Registry(Generic[T]):
         if name not in self._declared:
             return {f: getattr(self.get(name), f) for f in fields}
         info = dict(self._declared[name].info)
-        if isinstance(info.get("Params"), str):
-            info["Params"] = _import_object(info["Params"])
+        if set(fields) - set(info):
+            return {f: getattr(self.get(name), f) for f in fields}
+        for field in TYPED:
+            if isinstance(info.get(field), str):
+                info[field] = _import_object(info[field])
         return info
 
 

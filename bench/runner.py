@@ -14,7 +14,6 @@ finished cell back; every cell is committed through the runner's one write path
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from motiongrid.bench.clip import REFERENCE_GROUND_TRUTH, REFERENCE_SOURCE, Clip
 from motiongrid.bench.config import ConfigError, RunConfig
 from motiongrid.bench.errors import Interrupted, StoreWriteError, signal_name
 from motiongrid.bench.executors import make_executor
+from motiongrid.bench.files import file_stem
 from motiongrid.bench.grid import Cell, MethodVariant, expand_cells, expand_methods
 from motiongrid.bench.provenance import write_run_json
 from motiongrid.bench.registry import UnknownName, datasets
@@ -35,7 +35,7 @@ from motiongrid.bench.rundir import RunDirLock
 from motiongrid.bench.scoring import DeviceError, build_metrics, flatten, prepare_metrics
 from motiongrid.bench.signals import StopOnSignal
 from motiongrid.bench.store import CellResult, Store, cells_digest
-from motiongrid.bench.video import VideoError, read_video, write_video
+from motiongrid.bench.video import VideoError, artifact_problems, describe_artifact_problems, read_video, write_video
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ def load_clips(config: RunConfig, source: str, limit: int | None = None) -> list
         clip_set = datasets.get(cc.set)(**cc.options)
     except UnknownName as exc:
         raise ConfigError(f"{source}: clips.set: {exc}") from None
+    except ValueError as exc:   # OptionsError: an unknown key, a bad type, NaN
+        raise ConfigError(f"{source}: clips.options: {exc}") from None
     try:
         clips = clip_set.load()
     except (ValueError, OSError) as exc:
@@ -109,8 +111,11 @@ def build_run_metrics(names: list[str], options: dict[str, dict], source: str
         raise ConfigError(f"{source}: metric_options: {exc}") from None
 
 
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:120]
+def reference_path(clip: Clip) -> str:
+    """Where a clip's reference preview is saved, relative to the run dir: one file per clip id
+    and content, so no two clips (ids that differ only in case or in non-ASCII characters
+    included) share one, and a clip whose file changed never shows its old pixels."""
+    return f"references/{file_stem(clip.id)}.{clip.content_hash[:8]}.mp4"
 
 
 @dataclass
@@ -182,6 +187,12 @@ class Runner:
     def _run(self, store: Store, stop: StopOnSignal) -> RunSummary:
         self.prepare()
         done = store.finished_keys()
+        mine = {c.key for c in self.cells}
+        # A cell stored ok whose video is gone or does not decode runs again (its row is replaced).
+        broken = artifact_problems(self.out, [r for r in store.rows() if r["key"] in done & mine])
+        if broken:
+            log.warning("%s; running them again", describe_artifact_problems(broken, len(done & mine)))
+            done -= set(broken)
         todo = [c for c in self.cells if c.key not in done]
         self._write_provenance(finished=False)
         self._save_references()
@@ -272,7 +283,7 @@ class Runner:
         """What each clip's cells are scored against, as mp4 beside the results, for report
         previews (an editing case's ground truth; its source when it has none)."""
         for clip in self.clips:
-            path = self.out / "references" / f"{safe_name(clip.id)}.mp4"
+            path = self.out / reference_path(clip)
             if path.exists():
                 continue
             shown = clip.scoring_reference() if clip.edit is None or clip.edit.ground_truth is not None else clip
@@ -293,7 +304,7 @@ class Runner:
             self.out, config=self.config, source=self.source, device=self.device,
             clips=self.clips, variants=self.variants, metrics=self.metrics,
             unavailable=self.unavailable, finished=finished, cells=counts,
-            reference_videos={c.id: f"references/{safe_name(c.id)}.mp4" for c in self.clips},
+            reference_videos={c.id: reference_path(c) for c in self.clips},
             cell_keys=[c.key for c in self.cells], fingerprints=self.fingerprints,
             method_info=self.method_info, references=self.references, executor=self.executor.info())
 

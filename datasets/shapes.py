@@ -4,6 +4,7 @@ toy trainers share; this module turns its scenes into clips and editing cases.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict
 
@@ -13,6 +14,7 @@ from motiongrid.bench.clip import Clip, EditCase
 from motiongrid.bench.hashing import sha256_json, sha256_text
 from motiongrid.bench.toyworld import (  # noqa: F401  (re-exported: the clip set's options and specs)
     COLOURS,
+    EXTRA_MOTIONS,
     FLAT_BACKGROUND,
     KINDS,
     MOTIONS,
@@ -87,23 +89,34 @@ def generate_clips(opts: ShapesOptions) -> list[Clip]:
 
 # ---- registration -------------------------------------------------------------------
 
-from motiongrid.bench.api import ClipSet  # noqa: E402  (api imports datasets.clip; keep it below)
+from motiongrid.bench.api import ClipSet, ClipSetOptions  # noqa: E402  (api imports datasets.clip; keep it below)
 from motiongrid.bench.registry import datasets  # noqa: E402
+
+
+def _options_model() -> type[ClipSetOptions]:
+    """The clip set's typed options: ``preset`` plus every ``ShapesOptions`` field (typed from
+    the dataclass, so the two cannot drift); value rules stay in ``ShapesOptions``."""
+    from typing import Literal, get_type_hints
+
+    from pydantic import Field, create_model
+
+    # a float option given as an int stays an int: clip hashes serialise options as given
+    hints = {k: int | float if v is float else v for k, v in get_type_hints(ShapesOptions).items()}
+    fields = {f.name: (hints[f.name], Field(f.default)) for f in dataclasses.fields(ShapesOptions)}
+    return create_model("ShapesClipSetOptions", __base__=ClipSetOptions,
+                        preset=(Literal[tuple(PRESETS)] | None, Field(None, description="a named option set")),
+                        **fields)
 
 
 @datasets.register("shapes")
 class ShapesClipSet(ClipSet):
+    Options = _options_model()
 
     def load(self) -> list[Clip]:
-        opts = dict(self.options)
+        opts = dict(self.options)          # only the options the user set
         preset = opts.pop("preset", None)
         if preset is not None:
-            if preset not in PRESETS:
-                raise ValueError(f"shapes option preset={preset!r}: known presets are {sorted(PRESETS)}")
             opts = {**PRESETS[preset], **opts}   # explicit options override the preset
-        for key in ("kinds", "colours", "motions", "radius", "speed"):
-            if key in opts:
-                opts[key] = tuple(opts[key])
         try:
             options = ShapesOptions(**opts)
         except TypeError as exc:

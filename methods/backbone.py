@@ -16,6 +16,7 @@ lists the known ones (with a did-you-mean).
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
@@ -130,3 +131,17 @@ def backbone_spec(model_id: str, device: torch.device, **kwargs) -> BackboneSpec
 
 def load_backbone(model_id: str, device: torch.device, **kwargs) -> Backbone:
     return family_of(model_id).load(model_id, device, **kwargs)
+
+
+def shape_only_backbone(model_id: str, frames: int, height: int, width: int, dtype: torch.dtype,
+                        device: torch.device) -> tuple[Backbone, str]:
+    """The family's architecture at real size with random weights (``motiongrid profile``) and a
+    prompt its encoder takes; NotImplementedError for a family that has none. Found in the
+    family's module (``shape_only_backbone``, optional ``SHAPE_ONLY_PROMPT``)."""
+    family = family_of(model_id)
+    module = importlib.import_module(family.__module__)
+    build = getattr(module, "shape_only_backbone", None)
+    if build is None:
+        raise NotImplementedError(f"backbone family {family.name!r} has no real-size architecture to profile")
+    return (build(model_id, frames, height, width, dtype, device),
+            getattr(module, "SHAPE_ONLY_PROMPT", "a person walking on a beach"))

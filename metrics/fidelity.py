@@ -83,11 +83,6 @@ def ssim_valid(generated: torch.Tensor, reference: torch.Tensor, data_range: flo
 @metrics.register("psnr")
 class PSNR(_FrameMetric):
     ideal = CAPPED_PSNR
-    defaults = {"identical": "cap"}
-
-    def check_options(self) -> None:
-        if self.options["identical"] not in ("cap", "inf"):
-            raise ValueError(f"metric 'psnr': identical must be 'cap' (100 dB) or 'inf', got {self.options['identical']!r}")
 
     def preprocessing(self) -> dict:
         identical = (f"frames with MSE < {IDENTICAL_MSE:g} score {CAPPED_PSNR:g} dB" if self.options["identical"] == "cap"
@@ -103,11 +98,6 @@ class PSNR(_FrameMetric):
 @metrics.register("ssim")
 class SSIM(_FrameMetric):
     ideal = 1.0
-    defaults = {"border": "valid"}
-
-    def check_options(self) -> None:
-        if self.options["border"] not in ("valid", "reflect-padded"):
-            raise ValueError(f"metric 'ssim': border must be 'valid' or 'reflect-padded', got {self.options['border']!r}")
 
     def preprocessing(self) -> dict:
         valid = self.options["border"] == "valid"

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "motiongrid.bench.cli.run",       # run, clips, methods, metrics
     "motiongrid.bench.cli.score",     # score
     "motiongrid.bench.cli.weights",   # weights list|fetch|verify|import
+    "motiongrid.bench.cli.profile",   # profile (shape-only memory / time)
 ]
 
 
