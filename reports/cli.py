@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from motiongrid.bench.cli.common import ExitCode, error, non_negative_int
-from motiongrid.reports.data import RunDirError
 from motiongrid.reports.defaults import BASELINE_METHOD, DEFAULT_EMBED_MB, DEFAULT_PREVIEWS, DEFAULT_TOLERANCE, FORMATS, TARGETS
 
 
@@ -114,6 +113,7 @@ def _register_export(subparsers) -> None:
 
 def _cmd_export(args) -> int:
     from motiongrid.reports import export, trackers
+    from motiongrid.reports.data import RunDirError
 
     if args.format is None and args.to != "mlflow" and (args.tracking_uri or args.experiment):
         return error("export", "--tracking-uri and --experiment go with --to mlflow")

@@ -86,7 +86,7 @@ def test_every_builtin_class_is_declared_and_carries_its_declared_facts(kind):
     for name in builtin:
         cls = reg._items[name]
         for field, value in reg._declared[name].info.items():
-            expect = registry._import_object(value) if field == "Params" and isinstance(value, str) else value
+            expect = registry._import_object(value) if field in registry.TYPED and isinstance(value, str) else value
             assert getattr(cls, field) == expect, (name, field)
 
 
