@@ -47,7 +47,7 @@ def make_clip(spec: ClipSpec, opts: ShapesOptions, clip_id: str) -> Clip:
         return Video(Scene(spec, opts).render(), opts.fps)
 
     return Clip(id=clip_id, prompt=spec.prompt(), loader=load, source_hash=spec_hash(spec, opts),
-                tracks=tracks, visibility=vis,
+                tracks=tracks, visibility=vis, flow=lambda: Scene(spec, opts).flow_to_previous(),
                 meta={"generator": "shapes", "spec": asdict(spec), "object_points": int((tracks.shape[1]) - opts.track_grid ** 2)})
 
 
@@ -65,7 +65,8 @@ def make_edit_clip(spec: ClipSpec, target: ClipSpec, opts: ShapesOptions, clip_i
         target_masks=lambda: Scene(target, opts).masks(opts.target_mask_dilate),
         digest=digest,
         ground_truth=lambda: Video(Scene(target, opts).render(), opts.fps),
-        ground_truth_tracks=gt_tracks, ground_truth_visibility=gt_vis)
+        ground_truth_tracks=gt_tracks, ground_truth_visibility=gt_vis,
+        ground_truth_flow=lambda: Scene(target, opts).flow_to_previous())
     source.target_prompt = spec.prompt()   # same object: the edit changes motion, not appearance
     source.meta["target_spec"] = asdict(target)
     return source
