@@ -161,7 +161,9 @@ class Metric:
 
 class ClipSet:
     """A named source of clips; ``load`` returns them in a stable order. ``Options`` types the
-    options (unknown keys and NaN are errors); ``self.options`` holds only those the user set."""
+    options (unknown keys and NaN are errors); ``self.options`` holds only those the user set.
+    A set that can also store clips (``motiongrid clips make``) implements the classmethod
+    ``write(clips, out)``."""
     name: ClassVar[str]
     description: ClassVar[str] = ""
     Options: ClassVar[type[ClipSetOptions]] = ClipSetOptions

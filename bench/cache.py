@@ -7,13 +7,13 @@ dicts of tensors stored as safetensors, written atomically.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from motiongrid.bench.hashing import sha256_json
 
 
 def default_cache_dir() -> Path:
@@ -28,9 +28,7 @@ class FeatureCache:
         self.misses = 0
 
     def key(self, clip_hash: str, extractor: str, settings: dict) -> str:
-        payload = json.dumps({"clip": clip_hash, "extractor": extractor, "settings": settings},
-                             sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:24]
+        return sha256_json({"clip": clip_hash, "extractor": extractor, "settings": settings}, 24)
 
     def _path(self, extractor: str, key: str) -> Path:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in extractor)

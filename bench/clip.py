@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from motiongrid.bench.errors import UserError
+from motiongrid.bench.hashing import update_file
 from motiongrid.bench.video import Video, VideoError
 
 
@@ -290,7 +291,5 @@ def file_digest(path, chunk: int = 1 << 20) -> str:
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     for f in files:
         h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            while block := fh.read(chunk):
-                h.update(block)
+        update_file(h, f)
     return h.hexdigest()[:16]

@@ -9,14 +9,13 @@ unwritable cache only costs the recomputation.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from motiongrid.bench.weights import sha256_of
+from motiongrid.bench.hashing import sha256_file, sha256_json
 
 
 def cache_root() -> Path:
@@ -51,7 +50,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     hit = index.get(str(path))
     if isinstance(hit, dict) and hit.get("stamp") == stamp:
         return hit["sha256"]
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     index[str(path)] = {"stamp": stamp, "sha256": digest}
     _write_json(index_path, index)
     return digest
@@ -60,7 +59,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 def memo(namespace: str, inputs: dict, compute: Callable[[], Any]) -> Any:
     """``compute()`` (a JSON value) cached under the hash of ``inputs``, which must hold
     everything the value depends on (including code versions)."""
-    key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    key = sha256_json(inputs, 24)
     path = cache_root() / "memo" / namespace / f"{key}.json"
     hit = _read_json(path)
     if isinstance(hit, dict) and "value" in hit:

@@ -6,9 +6,7 @@ a flat list is one value.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import typing
 from dataclasses import dataclass
 
@@ -18,6 +16,7 @@ from motiongrid.bench import __version__
 from motiongrid.bench.api import Method, Params
 from motiongrid.bench.clip import Clip
 from motiongrid.bench.config import ConfigError, RunConfig
+from motiongrid.bench.hashing import sha256_json
 from motiongrid.bench.registry import UnknownName, methods
 
 
@@ -112,7 +111,7 @@ def cell_key(variant: MethodVariant, clip: Clip, seed: int, metric_spec: dict, w
         "code": __version__,
     }
     # default=str: a method's fingerprint may hold paths or dtypes; they must not crash the run
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return sha256_json(payload, 20)
 
 
 def expand_cells(variants: list[MethodVariant], clips: list[Clip], seeds: list[int],

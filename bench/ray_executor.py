@@ -1,9 +1,10 @@
 """Run a grid's cells on a Ray cluster: ``motiongrid run --executor ray [--ray-address ADDR]``.
 
 The driver (the ``motiongrid run`` process) keys the cells, holds the run directory's lock and
-is the only writer of results.sqlite: it hands cells to worker actors and, as each future
-completes, commits the cell through the runner's own write path (video atomically, then the
-row). Same cell keys, same store, same resume: a run directory started locally resumes on Ray
+is the only writer of results.sqlite: this executor hands cells to worker actors and yields
+each as its future completes; the runner commits it through its one write path (video
+atomically, then the row). The executor sees only the run plan, never the runner.
+Same cell keys, same store, same resume: a run directory started locally resumes on Ray
 and the other way round.
 
 Workers are actors, one per worker slot, in pools by what their methods declare
@@ -32,9 +33,9 @@ from collections.abc import Iterator
 import torch
 
 from motiongrid.bench.api import Method
+from motiongrid.bench.cell import Finished, MethodSet, RunPlan, new_result, run_cell
 from motiongrid.bench.grid import Cell, MethodVariant
 from motiongrid.bench.ray_address import RayAuthError, RayUnavailable, check_address
-from motiongrid.bench.runner import MethodSet, Runner, new_result, run_cell
 from motiongrid.bench.scoring import DeviceError, build_metrics, prepare_metrics
 from motiongrid.bench.signals import StopOnSignal
 from motiongrid.bench.store import CellResult
@@ -61,12 +62,12 @@ class CellWorker:
     """One worker process (a Ray actor): the cells of its pool's method variants, one at a
     time, through ``run_cell``; it returns each result with its video encoded as mp4 bytes."""
 
-    def __init__(self, variants: list[MethodVariant], fingerprints: dict, metric_names: list[str],
-                 metric_options: dict, device: str, threads: int):
+    def __init__(self, variants: list[MethodVariant], fingerprints: dict, metric_specs: dict[str, dict],
+                 device: str, threads: int):
         torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.methods = MethodSet(variants, self.device, fingerprints)
-        metrics, self.unavailable = build_metrics(metric_names, metric_options)
+        metrics, self.unavailable = build_metrics(list(metric_specs), metric_specs)
         self.metrics = prepare_metrics(metrics, self.device, self.unavailable)
 
     def info(self) -> dict:
@@ -166,10 +167,10 @@ class RayExecutor:
                 "retries": self.retries, "workers": [w for w in self.worker_info if w]}
 
     # -- cells -------------------------------------------------------------------------
-    def _pools(self, runner: Runner, todo: list[Cell]) -> dict[Shape, list[Cell]]:
+    def _pools(self, plan: RunPlan, todo: list[Cell]) -> dict[Shape, list[Cell]]:
         pools: dict[Shape, list[Cell]] = {}
         for cell in todo:
-            pools.setdefault(Shape.of(cell.variant.method_cls, runner.device), []).append(cell)
+            pools.setdefault(Shape.of(cell.variant.method_cls, plan.device), []).append(cell)
         return pools
 
     def _size(self, shape: Shape, cells: int) -> int:
@@ -183,7 +184,7 @@ class RayExecutor:
                                  f"(cluster: {resources}); lower the method's resources or add nodes")
         return max(1, min(cells, self.workers or fits, fits))
 
-    def _start(self, runner: Runner, shape: Shape, cells: list[Cell], count: int) -> list:
+    def _start(self, plan: RunPlan, shape: Shape, cells: list[Cell], count: int) -> list:
         ray = self.ray
         variants = list({c.variant.label: c.variant for c in cells}.values())
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
@@ -191,13 +192,11 @@ class RayExecutor:
         worker = ray.remote(CellWorker).options(
             **shape.options(), max_restarts=-1, max_task_retries=self.retries, runtime_env={"env_vars": env})
         device = "cuda" if shape.gpus else "cpu"   # Ray sets CUDA_VISIBLE_DEVICES to the worker's GPUs
-        metrics = [m.name for m in runner.metrics]
-        return [worker.remote(variants, runner.fingerprints, metrics, runner.config.metric_options, device, shape.cpus)
+        return [worker.remote(variants, plan.fingerprints, plan.metric_specs, device, shape.cpus)
                 for _ in range(count)]
 
-    def execute(self, runner: Runner, todo: list[Cell], stop: StopOnSignal
-                ) -> Iterator[tuple[Cell, CellResult, bytes | None]]:
-        """(cell, result, mp4 bytes) as futures complete. After a first signal no new cell is
+    def execute(self, plan: RunPlan, todo: list[Cell], stop: StopOnSignal) -> Iterator[Finished]:
+        """Cells (result, mp4 bytes, load seconds) as futures complete. After a first signal no new cell is
         handed out and those in progress finish; whatever ends this early (a second signal, a
         store that cannot be written) kills the workers, and their cells are simply not stored."""
         if not todo:
@@ -207,8 +206,8 @@ class RayExecutor:
         clips = {c.clip.id: c.clip for c in todo}
         clip_refs = {cid: ray.put(_loaded(clip)) for cid, clip in clips.items()}   # each clip shipped once
         queues, idle, actors = {}, {}, []
-        for shape, cells in self._pools(runner, todo).items():
-            pool = self._start(runner, shape, cells, self._size(shape, len(cells)))
+        for shape, cells in self._pools(plan, todo).items():
+            pool = self._start(plan, shape, cells, self._size(shape, len(cells)))
             queues[shape], idle[shape] = deque(cells), deque(pool)
             actors += pool
         running: dict = {}   # future -> (cell, actor, shape)
@@ -239,13 +238,12 @@ class RayExecutor:
                         continue
                     cell, actor, shape = running.pop(future)
                     idle[shape].append(actor)
-                    result, video = self._result(cell, future, runner)
-                    yield cell, result, video
+                    yield self._result(cell, future)
         finally:
             for actor in actors:
                 ray.kill(actor)
 
-    def _result(self, cell: Cell, future, runner: Runner) -> tuple[CellResult, bytes | None]:
+    def _result(self, cell: Cell, future) -> Finished:
         ray = self.ray
         try:
             result, video, load_s = ray.get(future)
@@ -255,9 +253,8 @@ class RayExecutor:
         except ray.exceptions.RayError as exc:   # an object store or scheduling failure, say
             reason = f"{type(exc).__name__}: {_first_line(exc)}"
         else:
-            runner.add_load_time(cell.variant.method, load_s)
-            return result, video
-        return new_result(cell, status="failed", reason=reason), None
+            return Finished(cell, result, video, load_s)
+        return Finished(cell, new_result(cell, status="failed", reason=reason), None, None)
 
 
 def _loaded(clip):

@@ -1,16 +1,19 @@
-"""Name -> class registries for methods, metrics and clip sets.
+"""The one registry mechanism: name -> object for methods, metrics, clip sets, backbone
+families, weight files and CLI command groups.
 
-Classes register themselves with a decorator when their module is imported. So that listing
+Objects register themselves with a decorator when their module is imported. So that listing
 them (``motiongrid methods``) imports no torch, a name can also be *declared* ahead of import:
-``methods.declare(name, "module:Class", description=..., ...)`` records where the class lives
-and what listings show about it; the module is imported only when ``get(name)`` needs the class.
+``methods.declare(name, "module:Class", description=..., ...)`` records where the object lives
+and its facts (``INFO_FIELDS``); the module is imported only when ``get(name)`` needs it.
+A declaration is the one place those facts are written: registering a declared class sets them
+on it, and a class that also writes one of them itself is refused.
 Built-ins are declared in their package's ``__init__.py`` (``motiongrid.methods`` ...); third-party
-packages add theirs through the entry-point groups ``motiongrid.methods``,
-``motiongrid.metrics`` and ``motiongrid.datasets`` (the entry point names a module or class;
-loading it is enough: its ``declare`` calls or decorators do the rest).
+packages add theirs through the entry-point group ``motiongrid.<kind>`` (the entry point names a
+module or object; loading it is enough: its ``declare`` calls or decorators do the rest).
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -21,30 +24,51 @@ from motiongrid.bench.errors import UserError
 
 T = TypeVar("T")
 
-# Packages whose __init__ declares the built-ins of each registry. Every module in them is
-# imported only as a fallback, when a name is neither declared nor registered.
+# Packages whose __init__ declares the built-ins of each registry (the core names them, never
+# imports them at module level). Every module in them is imported only as a fallback, when a
+# name is neither declared nor registered.
 _BUILTIN_PACKAGES = {
-    "methods": "motiongrid.methods",
-    "metrics": "motiongrid.metrics",
-    "datasets": "motiongrid.datasets",
+    "methods": ("motiongrid.methods",),
+    "metrics": ("motiongrid.metrics",),
+    "datasets": ("motiongrid.datasets",),
+    "backbones": ("motiongrid.methods",),
+    # modules that register weight files (torch-free); listing weights imports them, --help does not
+    "weights": ("motiongrid.methods.animatediff_weights", "motiongrid.methods.motionfollower.weights",
+                "motiongrid.methods.toy.weights", "motiongrid.metrics"),
+    "commands": ("motiongrid.methods", "motiongrid.reports"),
 }
 
-# What listings show of each kind: class attributes, declared up front for lazy entries.
-# A method's "Params" and a metric's "Options" may be declared as "module:Class" (a module that
-# does not import torch).
+# The facts of each kind, written once in the declaration (listings read them without import).
+# A method's "Params" and a metric's "Options" may be declared as "module:Class" (a module
+# that does not import torch). A backbone's "task": which methods may drive it ("t2v-motion" or "edit"). A command group's
+# "parent": None for a top-level command, else the group whose subcommands it adds.
 INFO_FIELDS = {
     "methods": ("task", "description", "Params"),
     "metrics": ("higher_is_better", "needs", "description", "Options"),
     "datasets": ("description",),
+    "backbones": ("task", "description"),
+    "weights": (),
+    "commands": ("help", "parent"),
 }
-# Fields a declaration may leave out; ``info`` then imports the class to read them.
+# Fields a declaration may leave out (the class then states them); ``info`` imports it to read them.
 OPTIONAL_INFO = {"metrics": ("Options",)}
 TYPED = ("Params", "Options")   # declared as "module:Class" strings
+# Kinds whose entries are classes that carry their facts as class attributes.
+_CLASS_KINDS = ("methods", "metrics", "datasets", "backbones")
+_SINGULAR = {"methods": "method", "metrics": "metric", "datasets": "clip set", "backbones": "model",
+             "weights": "weight", "commands": "command"}
 
 
 class UnknownName(UserError, KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; we want plain text
         return str(self.args[0])
+
+
+def unknown_message(what: str, name: str, known: list[str]) -> str:
+    """``unknown WHAT 'NAME' (did you mean ...?); available: ...``: the one wording of a bad name."""
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {name!r}{hint}; available: {', '.join(known) or 'none'}"
 
 
 @dataclass(frozen=True)
@@ -72,15 +96,21 @@ class Registry(Generic[T]):
         self._all_imported = False
 
     def register(self, name: str):
+        """Decorator (or ``register(name)(obj)``): make ``obj`` the entry ``name``. A declared
+        class gets its declared facts set here; writing them in the class too is refused."""
         def decorator(cls: type[T]) -> type[T]:
-            if name in self._items and self._items[name] is not cls:
+            if self._items.get(name) is cls:
+                return cls
+            if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice "
-                                 f"({self._items[name].__module__} and {cls.__module__})")
+                                 f"({_where(self._items[name])} and {_where(cls)})")
             declared = self._declared.get(name)
-            where = f"{cls.__module__}:{cls.__qualname__}"
-            if declared is not None and declared.target != where:
-                raise ValueError(f"{self.kind} {name!r} is declared as {declared.target} but registered by {where}")
-            cls.name = name
+            if declared is not None and declared.target != _where(cls):
+                raise ValueError(f"{self.kind} {name!r} is declared as {declared.target} but registered by {_where(cls)}")
+            if self.kind in _CLASS_KINDS:
+                if declared is not None:
+                    self._set_facts(name, cls)
+                cls.name = name
             self._items[name] = cls
             return cls
         return decorator
@@ -95,6 +125,18 @@ class Registry(Generic[T]):
         if old is not None and old.target != target:
             raise ValueError(f"{self.kind} {name!r} is declared twice ({old.target} and {target})")
         self._declared[name] = Declared(target, info)
+        if name in self._items and self.kind in _CLASS_KINDS and old is None:   # registered before declared
+            self._set_facts(name, self._items[name])
+
+    def _set_facts(self, name: str, cls) -> None:
+        """Put the declaration's facts on the class; a class that writes one itself is refused."""
+        declared = self._declared[name]
+        twice = [f for f in declared.info if f in vars(cls)]
+        if twice:
+            raise ValueError(f"{_where(cls)} writes {', '.join(twice)}, which its declaration "
+                             f"({self.kind} {name!r}) already states; write them once, in the declaration")
+        for field, value in declared.info.items():
+            setattr(cls, field, _import_object(value) if field in TYPED and isinstance(value, str) else value)
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (tests use it to clean up what they registered)."""
@@ -105,7 +147,8 @@ class Registry(Generic[T]):
     def _declare_builtins(self) -> None:
         if not self._builtins_declared:
             self._builtins_declared = True
-            importlib.import_module(_BUILTIN_PACKAGES[self.kind])
+            for package in _BUILTIN_PACKAGES[self.kind]:
+                importlib.import_module(package)
 
     def _load_plugins(self) -> None:
         self._declare_builtins()
@@ -118,10 +161,11 @@ class Registry(Generic[T]):
         """Fallback for a built-in module that registers a name its package does not declare."""
         if not self._all_imported:
             self._all_imported = True
-            package = importlib.import_module(_BUILTIN_PACKAGES[self.kind])
-            for info in pkgutil.iter_modules(package.__path__):
-                if not info.name.startswith("_"):
-                    importlib.import_module(f"{package.__name__}.{info.name}")
+            for name in _BUILTIN_PACKAGES[self.kind]:
+                package = importlib.import_module(name)
+                for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
+                    if not info.name.startswith("_"):
+                        importlib.import_module(f"{package.__name__}.{info.name}")
 
     def get(self, name: str) -> type[T]:
         for discover in (self._declare_builtins, self._load_plugins, self._import_all_builtins):
@@ -133,8 +177,10 @@ class Registry(Generic[T]):
                 if self._items.get(name) is not cls:  # a declared class need not use the decorator
                     self.register(name)(cls)
                 return cls
-        raise UnknownName(f"unknown {self.kind[:-1] if self.kind != 'datasets' else 'clip set'} "
-                          f"{name!r}; available: {', '.join(self.names())}")
+        raise UnknownName(unknown_message(_SINGULAR[self.kind], name, self.names()))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names()
 
     def names(self) -> list[str]:
         """Every declared or registered name (built-ins and plugins), importing no declared class."""
@@ -150,7 +196,7 @@ class Registry(Generic[T]):
         imported, else from its declaration (a "module:Class" Params is imported: it is light)."""
         self._load_plugins()
         fields = INFO_FIELDS[self.kind]
-        if name in self._items:
+        if name in self._items and (name not in self._declared or self.kind in _CLASS_KINDS):
             return {f: getattr(self._items[name], f) for f in fields}
         if name not in self._declared:
             return {f: getattr(self.get(name), f) for f in fields}
@@ -163,6 +209,13 @@ class Registry(Generic[T]):
         return info
 
 
+def _where(obj) -> str:
+    return f"{obj.__module__}:{getattr(obj, '__qualname__', getattr(obj, 'name', '?'))}"
+
+
 methods: Registry = Registry("methods")
 metrics: Registry = Registry("metrics")
 datasets: Registry = Registry("datasets")
+backbones: Registry = Registry("backbones")    # family -> BackboneFamily (methods/backbone.py)
+weights: Registry = Registry("weights")        # name -> WeightFile (bench/weights.py)
+commands: Registry = Registry("commands")      # group -> register(subparsers) (bench/cli)

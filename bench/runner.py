@@ -5,38 +5,37 @@ transaction; finished cells are skipped on resume, so ``kill -9`` at any moment 
 the cell in progress and never duplicates one. A failing cell is stored as failed with its
 reason and the run goes on.
 
-Executors: cells run one after another in this process (``LocalExecutor``, the default) or on a
-Ray cluster (``bench/ray_executor.py``). Both run the one cell function ``run_cell`` and both
-commit through the runner's one write path (``Runner._commit``: video, then row), so the same
-run directory resumes under either.
+The runner validates, keys the cells and writes; it does not run a cell. It hands a
+:class:`~motiongrid.bench.cell.RunPlan` to an executor (``bench/executors.py``: local, the
+default, or Ray), which runs the one cell function ``bench.cell.run_cell`` and yields each
+finished cell back; every cell is committed through the runner's one write path
+(``Runner._commit``: video, then row), so the same run directory resumes under either.
 """
 from __future__ import annotations
 
 import logging
 import sqlite3
-import time
-import traceback
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from motiongrid.bench.api import Method, Metric
+from motiongrid.bench.api import Metric
 from motiongrid.bench.atomic import atomic_path
+from motiongrid.bench.cell import MethodSet, RunPlan, failure_reason
 from motiongrid.bench.clip import REFERENCE_GROUND_TRUTH, REFERENCE_SOURCE, Clip
 from motiongrid.bench.config import ConfigError, RunConfig
 from motiongrid.bench.errors import Interrupted, StoreWriteError, signal_name
+from motiongrid.bench.executors import make_executor
 from motiongrid.bench.files import file_stem
 from motiongrid.bench.grid import Cell, MethodVariant, expand_cells, expand_methods
 from motiongrid.bench.provenance import write_run_json
 from motiongrid.bench.registry import UnknownName, datasets
-from motiongrid.bench.resources import ResourceMeter
 from motiongrid.bench.rundir import RunDirLock
-from motiongrid.bench.scoring import DeviceError, build_metrics, flatten, prepare_metrics, resolve_device, score_video
+from motiongrid.bench.scoring import DeviceError, build_metrics, flatten, prepare_metrics
 from motiongrid.bench.signals import StopOnSignal
 from motiongrid.bench.store import CellResult, Store, cells_digest
-from motiongrid.bench.video import Video, VideoError, artifact_problems, describe_artifact_problems, read_video, write_video
+from motiongrid.bench.video import VideoError, artifact_problems, describe_artifact_problems, read_video, write_video
 
 log = logging.getLogger(__name__)
 
@@ -112,178 +111,11 @@ def build_run_metrics(names: list[str], options: dict[str, dict], source: str
         raise ConfigError(f"{source}: metric_options: {exc}") from None
 
 
-def check_output(video, variant: MethodVariant) -> Video:
-    if not isinstance(video, Video):
-        raise VideoError(f"{variant.label}: generate() returned {type(video).__name__}, expected Video")
-    frames = video.frames
-    if frames.device.type == "meta":   # shape-only (motiongrid profile): no pixels, never a result
-        raise VideoError(f"{variant.label}: a shape-only video (meta tensors, random weights) cannot be scored or stored")
-    if not torch.isfinite(frames).all():
-        raise VideoError(f"{variant.label}: output contains NaN or inf")
-    lo, hi = float(frames.min()), float(frames.max())
-    if lo < -1e-3 or hi > 1 + 1e-3:
-        raise VideoError(f"{variant.label}: output outside [0, 1] (min {lo:.3f}, max {hi:.3f})")
-    return Video(frames.detach().float().clamp(0, 1).cpu(), video.fps)
-
-
-def _failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-        return f"out of memory: {exc}".strip()
-    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-    loc = f" (at {Path(where.filename).name}:{where.lineno})" if where else ""
-    return f"{type(exc).__name__}: {exc}{loc}"
-
-
-def json_safe(notes) -> dict:
-    """A method's cell notes as plain JSON (numbers, strings, lists, dicts); anything else as text."""
-    import json
-
-    return json.loads(json.dumps(notes if isinstance(notes, dict) else {"notes": notes}, default=str))
-
-
 def reference_path(clip: Clip) -> str:
     """Where a clip's reference preview is saved, relative to the run dir: one file per clip id
     and content, so no two clips (ids that differ only in case or in non-ASCII characters
     included) share one, and a clip whose file changed never shows its old pixels."""
     return f"references/{file_stem(clip.id)}.{clip.content_hash[:8]}.mp4"
-
-
-class MethodSet:
-    """The method adapters of one process (the local runner's, or one Ray worker's): one
-    instance per method, prepared once, each variant loaded once before its first cell that
-    needs generating (outside cell timings). A method that fails to construct, prepare or load
-    fails its cells with the reason (``get`` raises it again), never the run.
-
-    ``fingerprints`` (label -> weights identity, for cell keys) are computed here without
-    loading any model, unless given (a Ray worker gets the driver's)."""
-
-    def __init__(self, variants: list[MethodVariant], device: torch.device, fingerprints: dict | None = None):
-        self.device = device
-        self.instances: dict[str, Method | BaseException] = {}
-        for name in dict.fromkeys(v.method for v in variants):
-            cls = next(v.method_cls for v in variants if v.method == name)
-            try:
-                method = cls()
-                method.device = device   # fingerprints may depend on it (e.g. fp16 on CUDA)
-                self.instances[name] = method
-            except Exception as exc:
-                self.instances[name] = exc
-        self.fingerprints = fingerprints if fingerprints is not None else self._fingerprints(variants)
-        self._prepared: set[str] = set()
-        self._loaded: set[str] = set()
-
-    def _fingerprints(self, variants: list[MethodVariant]) -> dict[str, dict]:
-        out = {}
-        for v in variants:
-            method = self.instances[v.method]
-            try:
-                if isinstance(method, BaseException):
-                    raise method
-                out[v.label] = method.fingerprint(v.params)
-            except Exception as exc:
-                out[v.label] = {"unavailable": _failure_reason(exc)}
-        return out
-
-    def load(self, variant: MethodVariant) -> float | None:
-        """Prepare ``variant``'s method (once) and load what its params need; the seconds it
-        took, or None when it was loaded already."""
-        if variant.label in self._loaded:
-            return None
-        self._loaded.add(variant.label)
-        start = time.perf_counter()
-        method = self.instances[variant.method]
-        if variant.method not in self._prepared and not isinstance(method, BaseException):
-            self._prepared.add(variant.method)
-            try:
-                method.prepare(self.device, None)
-            except Exception as exc:
-                self.instances[variant.method] = method = exc
-        if not isinstance(method, BaseException) and "unavailable" not in self.fingerprints[variant.label]:
-            try:
-                method.load(variant.params)
-            except Exception:
-                log.debug("load of %s failed; its cells will say why", variant.label, exc_info=True)
-        return time.perf_counter() - start
-
-    def get(self, variant: MethodVariant) -> Method:
-        method = self.instances[variant.method]
-        if isinstance(method, BaseException):
-            raise RuntimeError(f"prepare failed: {_failure_reason(method)}")
-        fingerprint = self.fingerprints[variant.label]
-        if "unavailable" in fingerprint:
-            raise RuntimeError(fingerprint["unavailable"])
-        return method
-
-
-def new_result(cell: Cell, **fields) -> CellResult:
-    v = cell.variant
-    return CellResult(key=cell.key, method=v.method, label=v.label, params=v.params.model_dump(mode="json"),
-                      clip_id=cell.clip.id, clip_hash=cell.clip.content_hash, seed=cell.seed, **fields)
-
-
-def run_cell(cell: Cell, methods: MethodSet, metrics: list[Metric], device: torch.device,
-             save_video: Callable[[Video, Path], None]) -> CellResult:
-    """One cell: generate, check, save the video (``save_video(video, artifact path relative to
-    the run dir)``, before scoring: a video that cannot be saved fails the cell), score. Never
-    raises: a failure is the result's status and reason. Both executors run this."""
-    v = cell.variant
-    result = new_result(cell)
-    meter = ResourceMeter(device)
-    try:
-        with meter:
-            method = methods.get(v)
-            method.cell_notes = {}
-            with meter.stage("generate"):
-                video = check_output(method.generate(cell.clip, v.params, cell.seed), v)
-            result.notes = json_safe(method.cell_notes)
-        artifact = Path("videos") / f"{cell.key}.mp4"
-        save_video(video, artifact)
-        result.artifact = str(artifact)
-        with meter.stage("score"):
-            result.metrics, result.metric_errors = score_video(metrics, video, cell.clip.scoring_reference())
-    except Exception as exc:
-        result.status, result.reason = "failed", _failure_reason(exc)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    result.timings = {k: round(t, 4) for k, t in meter.timings.items()}
-    result.peak_memory_mb, result.memory_kind = round(meter.peak_memory_mb, 1), meter.memory_kind
-    return result
-
-
-class LocalExecutor:
-    """The default: cells one after another in this process, on ``--device``."""
-    name = "local"
-
-    def resolve_device(self, name: str) -> torch.device:
-        return resolve_device(name)
-
-    def execute(self, runner: Runner, todo: list[Cell], stop: StopOnSignal) -> Iterator[tuple[Cell, CellResult, None]]:
-        """(cell, result, None) per cell, the video already written; stops between cells on a signal,
-        and after loading a model (which can take minutes) before the cell that needed it starts."""
-        for cell in todo:
-            if stop.signum is not None:
-                break
-            runner._load(cell.variant)
-            if stop.signum is not None:
-                break
-            yield cell, runner._run_cell(cell), None
-
-    def info(self) -> dict:
-        return {"name": self.name}
-
-    def close(self) -> None:
-        pass
-
-
-def make_executor(name: str, ray_address: str | None = None, workers: int | None = None):
-    """``local`` or ``ray`` (Ray is an optional extra, imported only here)."""
-    if name == "ray":
-        from motiongrid.bench.ray_executor import RayExecutor
-
-        return RayExecutor(address=ray_address, workers=workers)
-    if ray_address or workers:
-        raise ConfigError("--ray-address and --workers need the ray executor (--executor ray)")
-    return LocalExecutor()
 
 
 @dataclass
@@ -323,7 +155,7 @@ class Runner:
     def prepare_methods(self) -> None:
         """Key every cell without loading any model: each method's fingerprint (its weights'
         identity, which goes into every cell key) comes from ``fingerprint`` on an instance
-        that is not prepared yet. Models load in ``_load``, for the first cell that needs
+        that is not prepared yet. Models load through the plan's ``load`` hook, for the first cell that needs
         generating, so re-running a finished grid loads none. A method that fails to construct
         fails its cells (with the reason), never the run."""
         self.methods = MethodSet(self.variants, self.device)
@@ -366,7 +198,8 @@ class Runner:
         self._save_references()
         ok = failed = 0
         with self._progress(len(todo)) as advance:
-            for cell, result, video in self.executor.execute(self, todo, stop):
+            for cell, result, video, load_s in self.executor.execute(self.plan(), todo, stop):
+                self._add_load_time(cell.variant.method, load_s)
                 self._commit(store, result, video, stored=ok + failed)
                 ok += result.status == "ok"
                 failed += result.status == "failed"
@@ -390,7 +223,7 @@ class Runner:
                 with atomic_path(self.out / result.artifact) as tmp:
                     tmp.write_bytes(video)
             except OSError as exc:
-                result.status, result.reason = "failed", _failure_reason(exc)
+                result.status, result.reason = "failed", failure_reason(exc)
                 result.metrics, result.metric_errors, result.artifact = {}, {}, None
         self._store(store, result, stored)
 
@@ -406,19 +239,18 @@ class Runner:
                 f"({type(exc).__name__}: {exc}); stopped after {stored} cells, nothing half-written. "
                 f"Free space (or fix the cause) and run the same command again to resume") from exc
 
-    # -- one cell (local executor) ------------------------------------------------------
-    def _load(self, variant: MethodVariant) -> None:
-        """Before the first cell of ``variant`` that needs generating (outside cell timings)."""
-        self.add_load_time(variant.method, self.methods.load(variant))
+    # -- the plan executors run -------------------------------------------------------
+    def plan(self) -> RunPlan:
+        """What executors need, from this prepared runner (they never see the runner)."""
+        return RunPlan(device=self.device, fingerprints=self.fingerprints,
+                       metric_specs={m.name: self.config.metric_options.get(m.name, {}) for m in self.metrics},
+                       metrics=self.metrics, methods=self.methods,
+                       save_video=lambda video, artifact: write_video(video, self.out / artifact))
 
-    def add_load_time(self, method: str, seconds: float | None) -> None:
+    def _add_load_time(self, method: str, seconds: float | None) -> None:
         if seconds is not None:
             info = self.method_info.setdefault(method, {"load_s": 0.0})
             info["load_s"] = round(info["load_s"] + seconds, 3)
-
-    def _run_cell(self, cell: Cell) -> CellResult:
-        return run_cell(cell, self.methods, self.metrics, self.device,
-                        lambda video, artifact: write_video(video, self.out / artifact))
 
     # -- set-level metrics ---------------------------------------------------------
     def _score_sets(self, store: Store) -> None:
@@ -443,7 +275,7 @@ class Runner:
                 try:
                     result, error = flatten(metric.name, metric.score_set(pairs)), None
                 except Exception as exc:   # one label's set value must not stop the others
-                    result, error = {}, _failure_reason(exc)
+                    result, error = {}, failure_reason(exc)
                 store.put_set(label, metric.name, digest, len(items), result, error)
 
     # -- bookkeeping ---------------------------------------------------------------

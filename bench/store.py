@@ -7,7 +7,6 @@ working while a run writes, and a kill -9 loses at most the cell in progress.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -16,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from motiongrid.bench.errors import StoreError
+from motiongrid.bench.hashing import sha256_text
 
 # Recorded in SQLite's user_version so a later motiongrid can migrate. Stores written before
 # versioning (user_version 0, e.g. ci/baseline) have this same schema: read as version 1.
@@ -83,7 +83,7 @@ class CellResult:
 
 def cells_digest(keys) -> str:
     """Identity of a set of cells (set-level metrics are current while it matches)."""
-    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:20]
+    return sha256_text("\n".join(sorted(keys)), 20)
 
 
 def _dump(value) -> str:

@@ -22,7 +22,6 @@ Other modules register their own entries at import time::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -39,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from motiongrid.bench import registry
 from motiongrid.bench.errors import UserError
+from motiongrid.bench.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,6 @@ Kind = Literal["file", "dir", "hf_repo"]
 
 class WeightsMissing(UserError, RuntimeError):
     """A weight file is absent or wrong; the message names it and the command that fixes it."""
-
-
-class UnknownWeight(UserError, KeyError):
-    """A weight name that is not registered; the message lists the registered ones."""
 
 
 class WeightsOffline(WeightsMissing):
@@ -111,48 +108,27 @@ class WeightFile:
         return f"hf://{self.repo_id}{rev}{suffix}"
 
 
-_REGISTRY: dict[str, WeightFile] = {}
-
-
 def register(entry: WeightFile, replace: bool = False) -> WeightFile:
-    """Add an entry. Registering the same name twice with a different entry is an error unless
-    ``replace`` (tests use it to point an entry at a locally made file)."""
-    old = _REGISTRY.get(entry.name)
-    if old is not None and old != entry and not replace:
-        raise ValueError(f"weight {entry.name!r} is registered twice with different settings")
-    _REGISTRY[entry.name] = entry
-    return entry
-
-
-def _load_registrants() -> None:
-    """Import method and metric modules so the entries they register appear in listings."""
-    from motiongrid.bench import registry
-
-    for reg in (registry.methods, registry.metrics):
-        try:
-            reg.names()
-        except Exception as exc:  # a broken optional module must not hide the other entries
-            log.warning("could not import all %s modules (%s); their weight entries may be missing "
-                        "from the list", reg.kind, exc)
+    """Add an entry to the weights registry (``registry.weights``). Registering the same name
+    twice with a different entry is an error unless ``replace`` (tests use it to point an entry
+    at a locally made file)."""
+    old = registry.weights._items.get(entry.name)
+    if old is not None and old != entry:
+        if not replace:
+            raise ValueError(f"weight {entry.name!r} is registered twice with different settings")
+        registry.weights.unregister(entry.name)
+    return registry.weights.register(entry.name)(entry)
 
 
 def entries(load_all: bool = True) -> list[WeightFile]:
-    if load_all:
-        _load_registrants()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    """Every entry; ``load_all`` also imports the method and metric packages that register theirs."""
+    names = registry.weights.names() if load_all else sorted(registry.weights._items)
+    return [registry.weights.get(name) for name in names]
 
 
 def get(name: str) -> WeightFile:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        _load_registrants()
-    if name not in _REGISTRY:
-        raise UnknownWeight(f"unknown weight {name!r}; registered: {', '.join(sorted(_REGISTRY)) or 'none'}")
-    return _REGISTRY[name]
+    return registry.weights.get(name)
 
-
-# ---- where things live --------------------------------------------------------------------
 
 def weights_home() -> Path:
     """motiongrid's own weights folder (for files no library looks up by itself)."""
@@ -204,7 +180,7 @@ def hf_cache_file(repo_id: str, filename: str) -> Callable[[], list[Path]]:
 # ---- presence and checks ------------------------------------------------------------------
 
 def fix_command(name: str) -> str:
-    entry = _REGISTRY.get(name)
+    entry = registry.weights._items.get(name)
     if entry is not None and entry.import_only and not (entry.url or entry.repo_id):
         return (f"download {entry.target().name} from {entry.import_only} (no URL can fetch it) into "
                 f"DIR/{name}/, then `motiongrid weights import DIR`")
@@ -261,20 +237,12 @@ def require(name: str) -> Path:
     return locate(name)
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_file(entry: WeightFile, path: Path) -> str | None:
     """None if size and sha256 (where known) match; else what is wrong."""
     if entry.size is not None and path.stat().st_size != entry.size:
         return f"{path} has {path.stat().st_size} bytes, expected {entry.size}"
     if entry.sha256:
-        digest = sha256_of(path)
+        digest = sha256_file(path)
         if not digest.startswith(entry.sha256.lower()):
             return f"{path} sha256 {digest[:16]}… does not match expected {entry.sha256[:16]}…"
     return None

@@ -32,7 +32,7 @@ def timed_run(executor: str, out: Path, limit: int | None, workers: int | None, 
                     workers=workers, ray_address=address)
     busy = {"s": 0.0}
     if executor == "ray":   # the driver's own code per cell: hand out, receive, write video then row
-        for owner, name in ((Runner, "_commit"), (type(runner.executor), "_result")):
+        for owner, name in ((Runner, "_commit"), (type(runner.executor), "_result")):   # driver-side work
             original = getattr(owner, name)
 
             def wrapped(*args, _original=original, **kwargs):

@@ -34,7 +34,6 @@ target motion was taken from) are not inputs of the edit and are ignored.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import logging
 from pathlib import Path
@@ -49,6 +48,7 @@ from motiongrid.bench.api import ClipSet, ClipSetOptions
 from motiongrid.bench.clip import Clip, EditCase, file_digest, load_tracks, read_mask_folder
 from motiongrid.bench.errors import UserError
 from motiongrid.bench.files import file_stem, read_text
+from motiongrid.bench.hashing import sha256_text
 from motiongrid.bench.registry import datasets
 from motiongrid.bench.video import VIDEO_SUFFIXES, alpha_background, read_video, to_uint8_hwc, write_video
 
@@ -140,7 +140,6 @@ def safe_path(root: Path, relative: str, what: str) -> Path:
 
 @datasets.register("folder")
 class FolderClipSet(ClipSet):
-    description = "videos (mp4/webm/gif) or frame folders under root, listed in a CSV/YAML manifest"
     default_path = None  # DAVIS fills a path from the id
 
     class Options(ClipSetOptions):
@@ -180,6 +179,11 @@ class FolderClipSet(ClipSet):
             ))
         return clips
 
+    @classmethod
+    def write(cls, clips: list[Clip], out: Path) -> Path:
+        """Write ``clips`` where this set reads them back (``clips make``); the manifest's path."""
+        return export_clips(clips, out)
+
 
 def read_edit_case(root: Path, manifest: Path, row: dict) -> Clip:
     """One editing case folder (see the module doc) as a Clip with ``edit`` inputs."""
@@ -201,7 +205,7 @@ def read_edit_case(root: Path, manifest: Path, row: dict) -> Clip:
     if (case / EDIT_GROUND_TRUTH_TRACKS).exists():
         gt_tracks, gt_vis = load_tracks(case / EDIT_GROUND_TRUTH_TRACKS)
     parts = [file_digest(p) for p in folders.values()] + ([file_digest(gt)] if gt.is_dir() else [])
-    edit = EditCase(**loaders, digest=hashlib.sha256("/".join(parts).encode()).hexdigest()[:16],
+    edit = EditCase(**loaders, digest=sha256_text("/".join(parts), 16),
                     ground_truth=(lambda: read_video(gt)) if gt.is_dir() else None,
                     ground_truth_tracks=gt_tracks, ground_truth_visibility=gt_vis)
     source = case / EDIT_SOURCE
@@ -212,7 +216,6 @@ def read_edit_case(root: Path, manifest: Path, row: dict) -> Clip:
 
 @datasets.register("davis")
 class DavisClipSet(FolderClipSet):
-    description = "DAVIS-2017 JPEG frame folders from a local root; prompts from a manifest"
     default_path = "JPEGImages/480p/{id}"
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 
 from motiongrid.bench import weights
+from motiongrid.bench.registry import backbones
 from motiongrid.bench.video import from_minus_one_one, to_minus_one_one
 from motiongrid.methods.animatediff_released import set_motion_norm
 from motiongrid.methods.animatediff_weights import ADAPTER_WEIGHTS, BASE_WEIGHTS, VAE_WEIGHTS  # registered without torch
-from motiongrid.methods.backbone import Backbone, BackboneSpec, register_backbone, register_backbone_spec
+from motiongrid.methods.backbone import Backbone, BackboneFamily, BackboneSpec
 
 ANIMATEDIFF_FRAMES = 16
 # Sampler defaults: MotionClone's released t2v settings (100 DDIM steps, ε_c + 7.5·(ε_c − ε_u)).
@@ -118,7 +119,6 @@ def _resolve_animatediff(model_id: str) -> dict[str, Path]:
             "vae": base / "vae"}
 
 
-@register_backbone("animatediff")
 def load_animatediff(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES, **_) -> AnimateDiffBackbone:
     """AnimateDiff: SD1.5 UNet + MotionAdapter -> UNetMotionModel, VAE, CLIP text encoder,
     DDIM with AnimateDiff's schedule. fp16 on CUDA, fp32 elsewhere."""
@@ -167,7 +167,6 @@ def _make_scheduler(config: dict):
     return DDIMScheduler(**config)
 
 
-@register_backbone_spec("animatediff")
 def animatediff_spec(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES, **_) -> BackboneSpec:
     """The AnimateDiff backbone's identity and sampler defaults, without loading its weights."""
     dtype = _dtype(torch.device(device))
@@ -211,3 +210,9 @@ def shape_only_backbone(model_id: str, frames: int, height: int, width: int, dty
         model_id=model_id, unet=unet, scheduler=scheduler, num_frames=frames,
         height=height, width=width, device=device, dtype=dtype, fingerprint={"shape_only": True},
         vae=vae, text_encoder=text_encoder, tokenizer=ShapeOnlyTokenizer())
+
+
+@backbones.register("animatediff")
+class AnimateDiffFamily(BackboneFamily):
+    load = staticmethod(load_animatediff)
+    spec = staticmethod(animatediff_spec)

@@ -8,9 +8,10 @@ backbone (pixel space; methods/toy/model.py) both implement it, so there is exac
 implementation of each guidance algorithm.
 
 Model ids: ``FAMILY`` or ``FAMILY:ARGUMENT`` (e.g. ``toy``, ``animatediff``,
-``animatediff:/models/sd15``); the family names a registered loader. Built-in loaders are
-named by module here and imported only when used; plugins add theirs with
-``@register_backbone(family)``. An unknown family is an error that lists the known ones.
+``animatediff:/models/sd15``); the family is an entry of ``registry.backbones`` (a
+:class:`BackboneFamily`), declared in ``motiongrid.methods`` and imported only when used;
+plugins declare or ``@backbones.register(family)`` theirs. An unknown family is an error that
+lists the known ones (with a did-you-mean).
 """
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:  # annotations only: validating a model id (configs, listings) imports no torch
     import torch
 
 from motiongrid.bench.errors import UserError
+from motiongrid.bench.registry import backbones, unknown_message
 
 
 @dataclass
@@ -81,71 +83,68 @@ class UnknownBackbone(UserError, ValueError):
     """A model id whose family no loader serves; the message lists the known ones."""
 
 
-# family -> module that registers its loader (imported on first use)
-_BUILTIN = {
-    "animatediff": "motiongrid.methods.animatediff",
-    "toy": "motiongrid.methods.toy.model",
-}
-_LOADERS: dict[str, Callable[..., Backbone]] = {}
-_SPECS: dict[str, Callable[..., BackboneSpec]] = {}
+class BackboneFamily:
+    """A family of backbones, an entry of ``registry.backbones`` (declared in
+    ``motiongrid.methods`` with its ``task`` and ``description``, which the registry sets here).
+
+    ``load(model_id, device, **kwargs)`` loads one; ``spec(model_id, device, **kwargs)`` (None
+    when the family has none) gives its identity and sampler defaults without weights;
+    ``fingerprint(model_id)`` (None: from ``spec`` or the loaded model) its weights' identity.
+    Written as staticmethods; a family module imports torch only where it loads."""
+    name: ClassVar[str]
+    task: ClassVar[str]                  # "t2v-motion" (MotionClone) or "edit" (MotionFollower)
+    description: ClassVar[str]
+    spec: ClassVar[Callable[..., BackboneSpec] | None] = None
+    fingerprint: ClassVar[Callable[[str], dict] | None] = None
+
+    @staticmethod
+    def load(model_id: str, device, **kwargs) -> Backbone:
+        raise NotImplementedError
 
 
-def register_backbone(family: str):
-    def decorator(fn):
-        _LOADERS[family] = fn
-        return fn
-    return decorator
+def backbone_families(task: str = "t2v-motion") -> list[str]:
+    """The declared or registered families that ``task``'s methods drive (no import)."""
+    return [name for name in backbones.names() if backbones.info(name)["task"] == task]
 
 
-def register_backbone_spec(family: str):
-    """Register ``fn(model_id, device, **kwargs) -> BackboneSpec`` for ``family``: its cell keys
-    then need no loaded model (families without one are loaded to be fingerprinted)."""
-    def decorator(fn):
-        _SPECS[family] = fn
-        return fn
-    return decorator
-
-
-def backbone_families() -> list[str]:
-    return sorted(set(_BUILTIN) | set(_LOADERS))
-
-
-def check_model_id(model_id: str) -> str:
-    """``model_id`` if its family is known, else UnknownBackbone (used to validate configs)."""
+def check_model_id(model_id: str, task: str = "t2v-motion") -> str:
+    """``model_id`` if its family is known for ``task``, else UnknownBackbone (validates configs)."""
     family = model_id.split(":", 1)[0]
-    if family not in _BUILTIN and family not in _LOADERS:
-        raise UnknownBackbone(f"unknown model {model_id!r}; known: {', '.join(backbone_families())} "
-                              f"(or animatediff:<local diffusers SD1.5 folder>)")
+    known = backbone_families(task)
+    if family not in known:
+        hint = " (or animatediff:<local diffusers SD1.5 folder>)" if task == "t2v-motion" else ""
+        raise UnknownBackbone(unknown_message("model", model_id, known) + hint)
     if family == "toy" and model_id != "toy":
         raise UnknownBackbone(f"model {model_id!r}: the toy family takes no argument; use 'toy'")
     return model_id
 
 
+def family_of(model_id: str, task: str = "t2v-motion") -> type[BackboneFamily]:
+    return backbones.get(check_model_id(model_id, task).split(":", 1)[0])
+
+
 def backbone_spec(model_id: str, device: torch.device, **kwargs) -> BackboneSpec | Backbone:
-    """The backbone's identity and defaults without loading its weights (see ``BackboneSpec``)."""
-    family = check_model_id(model_id).split(":", 1)[0]
-    if family not in _SPECS and family in _BUILTIN:
-        importlib.import_module(_BUILTIN[family])
-    if family not in _SPECS:
-        return load_backbone(model_id, device, **kwargs)
-    return _SPECS[family](model_id, device, **kwargs)
+    """The backbone's identity and defaults without loading its weights (see ``BackboneSpec``);
+    a family without a spec is loaded."""
+    family = family_of(model_id)
+    if family.spec is None:
+        return family.load(model_id, device, **kwargs)
+    return family.spec(model_id, device, **kwargs)
 
 
 def load_backbone(model_id: str, device: torch.device, **kwargs) -> Backbone:
-    family = check_model_id(model_id).split(":", 1)[0]
-    if family not in _LOADERS:
-        importlib.import_module(_BUILTIN[family])
-    return _LOADERS[family](model_id, device, **kwargs)
+    return family_of(model_id).load(model_id, device, **kwargs)
 
 
 def shape_only_backbone(model_id: str, frames: int, height: int, width: int, dtype: torch.dtype,
                         device: torch.device) -> tuple[Backbone, str]:
     """The family's architecture at real size with random weights (``motiongrid profile``) and a
-    prompt its encoder takes; NotImplementedError for a family that has none."""
-    family = check_model_id(model_id).split(":", 1)[0]
-    module = importlib.import_module(_BUILTIN[family]) if family in _BUILTIN else None
+    prompt its encoder takes; NotImplementedError for a family that has none. Found in the
+    family's module (``shape_only_backbone``, optional ``SHAPE_ONLY_PROMPT``)."""
+    family = family_of(model_id)
+    module = importlib.import_module(family.__module__)
     build = getattr(module, "shape_only_backbone", None)
     if build is None:
-        raise NotImplementedError(f"backbone family {family!r} has no real-size architecture to profile")
+        raise NotImplementedError(f"backbone family {family.name!r} has no real-size architecture to profile")
     return (build(model_id, frames, height, width, dtype, device),
             getattr(module, "SHAPE_ONLY_PROMPT", "a person walking on a beach"))

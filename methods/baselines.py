@@ -13,8 +13,6 @@ from motiongrid.bench.video import Video
 class ReferenceBaseline(Method):
     """Returns what the metrics compare with (the clip itself, or an editing case's ground
     truth): every reference metric's best possible value."""
-    task = "baseline"
-    description = "returns the scoring reference: the clip, or an edit's ground truth (ceiling)"
     oracle = True
     resources = {"gpus": 0, "cpus": 1, "memory_gb": None}   # copies frames: no GPU on a cluster
 
@@ -26,8 +24,6 @@ class ReferenceBaseline(Method):
 @methods.register("static")
 class StaticBaseline(Method):
     """Repeats the first reference frame: right appearance, zero motion."""
-    task = "baseline"
-    description = "repeats the first reference frame (zero motion)"
     oracle = True   # its first frame is the reference's
     resources = {"gpus": 0, "cpus": 1, "memory_gb": None}
 
@@ -40,8 +36,6 @@ class StaticBaseline(Method):
 class SourceBaseline(Method):
     """An editing case's source video unchanged: the appearance ceiling and the motion floor
     of an edit (it keeps every pixel of the subject and background, and none of the new motion)."""
-    task = "edit"
-    description = "returns the editing case's source video unchanged (appearance ceiling, motion floor)"
     resources = {"gpus": 0, "cpus": 1, "memory_gb": None}
 
     def generate(self, clip, params, seed) -> Video:

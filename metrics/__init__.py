@@ -1,8 +1,8 @@
 """metrics package (see README: one file per family).
 
 The built-in metrics are declared here, so that listing them imports no torch; each module is
-imported when a run or score first needs its class. A class's attributes must match its
-declaration (tests/test_startup.py checks it).
+imported when a run or score first needs its class. A declaration is the one place a class's facts
+are written: the registry sets them on the class (bench/registry.py).
 """
 from motiongrid.bench.registry import metrics
 

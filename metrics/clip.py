@@ -164,9 +164,6 @@ class _ClipMetric(BaseMetric):
 
 @metrics.register("clip_text")
 class ClipText(_ClipMetric):
-    description = "CLIP text alignment: mean over frames of 100*max(cos(frame, prompt), 0) (open_clip)"
-    higher_is_better = True
-    needs = frozenset({"prompt"})
 
     def preprocessing(self) -> dict:
         return {**super().preprocessing(), "score": "100*max(cos,0), mean over frames",
@@ -182,9 +179,6 @@ class ClipText(_ClipMetric):
 
 @metrics.register("temporal_consistency")
 class TemporalConsistency(_ClipMetric):
-    description = "mean cosine similarity of CLIP image embeddings of consecutive frames (open_clip)"
-    higher_is_better = True
-    needs = frozenset()
 
     def preprocessing(self) -> dict:
         return {**super().preprocessing(), "score": "mean_t cos(e_t, e_t+1)"}

@@ -47,10 +47,6 @@ def vbench_subject_consistency(features: torch.Tensor) -> dict[str, float]:
 
 @metrics.register("subject_consistency")
 class SubjectConsistency(BaseMetric):
-    description = ("VBench subject consistency: DINO ViT-B/16 feature cosine of each frame to the previous and to "
-                   "the first frame (clamped at 0, averaged)")
-    higher_is_better = True
-    needs = frozenset()
 
     def available(self) -> str | None:
         for name in DINO_WEIGHTS:

@@ -38,7 +38,7 @@ from motiongrid.bench.clip import Clip
 from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video, hash_frames, to_uint8_hwc
 from motiongrid.metrics._common import BaseMetric, align, reference_settings
-from motiongrid.metrics.options import FEATURE_DIM, FIDOptions
+from motiongrid.metrics.options import FEATURE_DIM
 
 WEIGHT = "cleanfid-inception"
 
@@ -95,13 +95,8 @@ def fid_from_feature_sets(generated: np.ndarray, reference: np.ndarray, min_samp
 
 @metrics.register("fid")
 class FID(BaseMetric):
-    description = ("Fréchet Inception distance over frames (clean-fid, clean mode); per cell flagged "
-                   "unstable, set-level over all cells")
-    higher_is_better = False
     ideal = {"value": 0.0}
-    needs = frozenset({"reference"})
     set_level = True   # the runner stores one FID per label over all its cells
-    Options = FIDOptions
 
 
     def available(self) -> str | None:

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from motiongrid.bench.clip import Clip
+from motiongrid.bench.functional import CAPPED_PSNR, IDENTICAL_MSE, psnr_per_frame
 from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video
 from motiongrid.metrics._common import BaseMetric, align
-from motiongrid.metrics.options import CAPPED_PSNR, PSNROptions, SSIMOptions
 
 
 class _FrameMetric(BaseMetric):
@@ -53,7 +53,6 @@ class _FrameMetric(BaseMetric):
         return float(self.frame_values(generated, clip).mean())
 
 
-IDENTICAL_MSE = 1e-10     # the field's scripts: a frame this close to its reference scores 100 dB
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 
 
@@ -83,11 +82,7 @@ def ssim_valid(generated: torch.Tensor, reference: torch.Tensor, data_range: flo
 
 @metrics.register("psnr")
 class PSNR(_FrameMetric):
-    description = ("peak signal-to-noise ratio vs the reference, dB, mean over frames (data_range 1, float64; "
-                   "identical frames 100 dB)")
-    higher_is_better = True
     ideal = CAPPED_PSNR
-    Options = PSNROptions
 
     def preprocessing(self) -> dict:
         identical = (f"frames with MSE < {IDENTICAL_MSE:g} score {CAPPED_PSNR:g} dB" if self.options["identical"] == "cap"
@@ -97,21 +92,12 @@ class PSNR(_FrameMetric):
                 "resample": self.options["resample"]}
 
     def per_frame(self, generated, reference):
-        # float64 throughout: torchmetrics divides by a float32 ln(10), ~1e-6 dB off at 50 dB
-        mse = (generated.double() - reference.double()).square().flatten(1).mean(1)
-        values = 10 * torch.log10(1.0 / mse)                 # data_range 1; mse 0 gives +inf
-        if self.options["identical"] == "cap":
-            values = torch.where(mse < IDENTICAL_MSE, torch.full_like(values, CAPPED_PSNR), values)
-        return values
+        return psnr_per_frame(generated, reference, cap=self.options["identical"] == "cap")
 
 
 @metrics.register("ssim")
 class SSIM(_FrameMetric):
-    description = ("structural similarity vs the reference, mean over frames (gaussian sigma 1.5, valid region "
-                   "as scikit-image)")
-    higher_is_better = True
     ideal = 1.0
-    Options = SSIMOptions
 
     def preprocessing(self) -> dict:
         valid = self.options["border"] == "valid"
@@ -141,8 +127,6 @@ class SSIM(_FrameMetric):
 
 @metrics.register("l1")
 class L1(_FrameMetric):
-    description = "mean absolute pixel difference vs the reference in [0,1] units, mean over frames"
-    higher_is_better = False
     ideal = 0.0
 
     def preprocessing(self) -> dict:

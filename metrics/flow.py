@@ -45,7 +45,6 @@ from motiongrid.bench.clip import Clip
 from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video, to_uint8, to_uint8_hwc
 from motiongrid.metrics._common import BaseMetric, align, reference_settings
-from motiongrid.metrics.options import DynamicDegreeOptions, WarpErrorOptions
 
 RAFT_WEIGHT = "raft-large-things"
 RAFT_UPDATES = 20
@@ -200,13 +199,8 @@ class _FlowMetric(BaseMetric):
 
 @metrics.register("warp_error")
 class WarpError(_FlowMetric):
-    description = ("flow warping error: masked squared RGB error between each generated frame and the previous "
-                   "one warped along the reference's flow (raft, farneback or exact gt); reference floor and excess")
-    higher_is_better = False
-    needs = frozenset({"reference"})
     ideal = {"excess": 0.0}
 
-    Options = WarpErrorOptions
 
     def preprocessing(self) -> dict:
         flow = self.opts.flow
@@ -249,13 +243,8 @@ class WarpError(_FlowMetric):
 
 @metrics.register("dynamic_degree")
 class DynamicDegree(_FlowMetric):
-    description = ("VBench dynamic degree: mean top-5% flow magnitude per frame pair, thresholded by resolution; "
-                   "per cell magnitude and dynamic (0/1), per label the fraction of dynamic videos")
-    higher_is_better = True
-    needs = frozenset()
     set_level = True
 
-    Options = DynamicDegreeOptions
 
     def check_options(self) -> None:
         super().check_options()

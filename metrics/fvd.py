@@ -39,7 +39,6 @@ from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video, hash_frames, to_minus_one_one, to_uint8
 from motiongrid.metrics._common import BaseMetric, align, reference_settings
 from motiongrid.metrics.fid import fid_from_feature_sets
-from motiongrid.metrics.options import FIDVIDOptions, FVDOptions
 
 I3D_WEIGHT = "stylegan-v-i3d"
 R3D_WEIGHT = "resnet-50-kinetics"
@@ -116,13 +115,10 @@ class _VideoFrechet(BaseMetric):
 
 @metrics.register("fvd")
 class FVD(_VideoFrechet):
-    description = ("Fréchet video distance, StyleGAN-V convention (TorchScript I3D, 224 short side + centre crop, "
-                   "[-1,1], 400-d); per cell flagged unstable, set-level over all cells")
     weight = I3D_WEIGHT
     feature_dim = 400
     min_frames = I3D_MIN_FRAMES
 
-    Options = FVDOptions
 
     def load(self) -> None:
         self.model = torch.jit.load(str(weights.require(I3D_WEIGHT)), map_location=self.device).eval()
@@ -208,12 +204,9 @@ def load_r3d50_state(path) -> dict:
 
 @metrics.register("fid_vid")
 class FIDVID(_VideoFrechet):
-    description = ("FID-VID as DisCo computes it: 3D ResNet-50 (Kinetics) 2048-d features of 16-frame 112x112 "
-                   "segments, averaged per video; per cell flagged unstable, set-level over all cells")
     weight = R3D_WEIGHT
     feature_dim = 2048
 
-    Options = FIDVIDOptions
 
     def load(self) -> None:
         model = ResNet3d50()

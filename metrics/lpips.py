@@ -36,10 +36,7 @@ def linear_layers_path(version: str = "0.1", net: str = "alex") -> Path | None:
 
 @metrics.register("lpips")
 class LPIPS(BaseMetric):
-    description = "LPIPS (AlexNet, v0.1) vs the reference, mean over frames"
-    higher_is_better = False
     ideal = 0.0
-    needs = frozenset({"reference"})
 
     def available(self) -> str | None:
         lin = linear_layers_path()

@@ -55,7 +55,6 @@ from motiongrid.bench.clip import Clip
 from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video, to_0_255, to_uint8_hwc
 from motiongrid.metrics._common import BaseMetric, align, reference_settings
-from motiongrid.metrics.options import MotionFidelityOptions
 
 COTRACKER_WEIGHTS = ("cotracker-hub-repo", "cotracker3-offline")
 COTRACKER_ENTRYPOINT = "cotracker3_offline"
@@ -263,12 +262,7 @@ def cotracker_track(model: torch.nn.Module, frames: torch.Tensor, device: torch.
 
 @metrics.register("motion_fidelity")
 class MotionFidelity(BaseMetric):
-    description = ("motion fidelity from point tracks: paired (location-aware, same start points) and "
-                   "DMT's location-agnostic symmetric and one-way variants")
-    higher_is_better = True
     ideal = {"symmetric": 1.0, "dmt_one_way": 1.0, "paired": 1.0, "endpoint_error": 0.0}
-    needs = frozenset({"reference"})
-    Options = MotionFidelityOptions
     # The key a report leads with: DMT's variants match each track with its best partner
     # anywhere in the frame, so a video played backwards scores ~0.95 when the scene holds
     # opposite motions (docs/metrics.md); the paired variant cannot be fooled that way.

@@ -10,13 +10,13 @@ from typing import Any, Literal, get_args
 
 from pydantic import Field, field_validator
 
+from motiongrid.bench.functional import CAPPED_PSNR
 from motiongrid.bench.params import MetricOptions
 
 Resample = Literal["reference-to-generated", "generated-to-reference"]
 Tracker = Literal["auto", "cotracker", "lk", "gt"]
 RESAMPLE_CHOICES = get_args(Resample)
 TRACKERS = get_args(Tracker)
-CAPPED_PSNR = 100.0       # what a frame identical to its reference scores under identical="cap"
 FEATURE_DIM = 2048        # InceptionV3 pool3: FID needs at least this many frames per side to be stable
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from motiongrid.bench import registry, weights
+from motiongrid.bench import registry
 
 
 @pytest.fixture
@@ -15,10 +15,11 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("MOTIONGRID_CLEANFID_DIR", str(tmp_path / "cleanfid"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    saved = dict(weights._REGISTRY)
+    registry.weights.names()   # built-in entries registered before the snapshot, not dropped after it
+    saved = dict(registry.weights._items)
     yield tmp_path
-    weights._REGISTRY.clear()
-    weights._REGISTRY.update(saved)
+    registry.weights._items.clear()
+    registry.weights._items.update(saved)
 
 
 @pytest.fixture

@@ -166,7 +166,8 @@ def test_unknown_method_error_names_it_and_lists_available(tmp_path):
         name = "motionklone"
     """)
     cfg, src = load_config(path)
-    with pytest.raises(ConfigError, match=r"grid.toml: methods\[0\].name: unknown method 'motionklone'; available: .*reference"):
+    with pytest.raises(ConfigError, match=r"grid.toml: methods\[0\].name: unknown method 'motionklone' "
+                                          r"\(did you mean 'motionclone'\?\); available: .*reference"):
         expand_methods(cfg, src)
 
 

@@ -15,9 +15,10 @@ from metric_helpers import import_ok, save_inception_standin, stage
 from motiongrid.bench.config import ConfigError, load_config
 from motiongrid.bench.runner import Runner
 from motiongrid.bench.store import Store
+from motiongrid.bench.toyworld import COLOURS, FLAT_BACKGROUND, PRESETS, Scene, ShapesOptions
 from motiongrid.bench.video import VideoError, from_uint8, read_video, to_uint8, write_video
 from motiongrid.datasets.folder import FolderClipSet, ManifestError, export_clips
-from motiongrid.datasets.shapes import COLOURS, FLAT_BACKGROUND, PRESETS, ShapesClipSet, ShapesOptions, _Scene, generate_clips
+from motiongrid.datasets.shapes import ShapesClipSet, generate_clips
 from motiongrid.metrics.fid import FID
 
 EDIT = dict(PRESETS["edit"], count=6, seed=1000)
@@ -80,12 +81,12 @@ def test_pose_carries_position_size_orientation_but_not_colour_or_shape():
 
     spec = ClipSpec(**{**clip.meta["spec"], "position": tuple(clip.meta["spec"]["position"]),
                        "velocity": tuple(clip.meta["spec"]["velocity"]), "pan": tuple(clip.meta["spec"]["pan"])})
-    poses = _Scene(spec, opts).poses()
+    poses = Scene(spec, opts).poses()
     other = replace(spec, colour="yellow" if spec.colour != "yellow" else "red",
                     kind="square" if spec.kind == "circle" else "circle")
-    assert torch.equal(_Scene(other, opts).poses(), poses)                           # no colour, no shape
-    assert not torch.equal(_Scene(replace(spec, angle=spec.angle + 0.7), opts).poses(), poses)   # orientation
-    assert not torch.equal(_Scene(replace(spec, radius=spec.radius * 1.4), opts).poses(), poses)  # size
+    assert torch.equal(Scene(other, opts).poses(), poses)                           # no colour, no shape
+    assert not torch.equal(Scene(replace(spec, angle=spec.angle + 0.7), opts).poses(), poses)   # orientation
+    assert not torch.equal(Scene(replace(spec, radius=spec.radius * 1.4), opts).poses(), poses)  # size
     # the skeleton is symmetric about the object's centre: its ink's centroid is the centre
     ink = poses[3].amax(0).double()
     ys, xs = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")

@@ -69,22 +69,51 @@ def test_methods_listing_shows_declared_parameters():
     assert "guidance_weight=None" in result["out"].replace("\n", "").replace("│", "").replace(" ", "")
 
 
-@pytest.mark.parametrize("kind", sorted(registry.INFO_FIELDS))
-def test_declarations_match_the_classes(kind):
-    """What listings show from a declaration is what the imported class says; and every
-    class a built-in module registers is declared (else listings would miss it)."""
+@pytest.mark.parametrize("kind", registry._CLASS_KINDS)
+def test_every_builtin_class_is_declared_and_carries_its_declared_facts(kind):
+    """Every class a built-in module registers is declared (else listings would miss it), and
+    the registry set its facts from the declaration (the one place they are written): a class
+    imported directly, without the registry, already says what listings say."""
     reg = getattr(registry, kind)
-    declared = {name: reg.info(name) for name in reg.names() if name in reg._declared}
-    package = importlib.import_module(registry._BUILTIN_PACKAGES[kind])
-    for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
-        if not info.name.rsplit(".", 1)[-1].startswith("_"):
-            importlib.import_module(info.name)
-    builtin = {name for name, cls in reg._items.items() if cls.__module__.startswith(package.__name__)}
-    assert builtin <= set(declared), f"registered but not declared in {package.__name__}: {builtin - set(declared)}"
-    for name, info in declared.items():
-        cls = reg.get(name)
-        assert reg._declared[name].target == f"{cls.__module__}:{cls.__qualname__}"
-        assert info == {f: getattr(cls, f) for f in registry.INFO_FIELDS[kind]}, name
+    for name in registry._BUILTIN_PACKAGES[kind]:
+        package = importlib.import_module(name)
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            if not info.name.rsplit(".", 1)[-1].startswith("_"):
+                importlib.import_module(info.name)
+    packages = registry._BUILTIN_PACKAGES[kind]
+    builtin = {name for name, cls in reg._items.items() if cls.__module__.startswith(packages)}
+    assert builtin <= set(reg._declared), f"registered but not declared: {builtin - set(reg._declared)}"
+    for name in builtin:
+        cls = reg._items[name]
+        for field, value in reg._declared[name].info.items():
+            expect = registry._import_object(value) if field in registry.TYPED and isinstance(value, str) else value
+            assert getattr(cls, field) == expect, (name, field)
+
+
+def test_directly_imported_classes_read_their_declaration():
+    from motiongrid.metrics.fidelity import L1, PSNR
+
+    assert (L1.higher_is_better, PSNR.higher_is_better) == (False, True)   # the base class says True
+    assert L1.description.startswith("mean absolute pixel difference")
+
+
+def test_a_fact_written_in_the_class_and_the_declaration_is_refused():
+    from motiongrid.bench import Metric
+
+    reg = registry.Registry("metrics")
+    reg.declare("twice", f"{__name__}:Twice", higher_is_better=False, needs=frozenset(), description="d")
+
+    class Twice(Metric):
+        higher_is_better = False
+
+    Twice.__module__, Twice.__qualname__ = __name__, "Twice"
+    with pytest.raises(ValueError, match="writes higher_is_better.*write them once"):
+        reg.register("twice")(Twice)
+
+
+def test_unknown_names_suggest_the_closest():
+    with pytest.raises(registry.UnknownName, match=r"unknown metric 'pnsr' \(did you mean 'psnr'\?\); available: "):
+        registry.metrics.get("pnsr")
 
 
 def test_a_declared_plugin_is_listed_without_import_and_loaded_on_get(tmp_path, monkeypatch):
@@ -92,9 +121,8 @@ def test_a_declared_plugin_is_listed_without_import_and_loaded_on_get(tmp_path, 
         from motiongrid.bench import Method, methods
 
         @methods.register("lazy_copy")
-        class LazyCopy(Method):
-            task = "baseline"
-            description = "a copy"
+        class LazyCopy(Method):   # its facts are in the declaration
+            pass
     """))
     monkeypatch.syspath_prepend(str(tmp_path))
     reg = registry.Registry("methods")
@@ -129,3 +157,15 @@ def test_torch_hub_dir_without_torch_matches_torch(tmp_path):
             print(ours == torch.hub.get_dir(), ours)
         """, env={**base, **env})
         assert result["out"].split()[:2] == ["False", "True"], (env, result["out"])
+
+
+def test_plugin_command_groups_come_from_their_declarations():
+    """report/compare/export (reports) and toy with the toy MotionFollower's subcommands
+    (methods/toy + methods/motionfollower) reach the parser through registry.commands."""
+    from motiongrid.bench.cli import build_parser
+
+    top = build_parser()._subparsers._group_actions[0].choices
+    assert {"report", "compare", "export", "toy"} <= set(top)
+    toy = top["toy"]._subparsers._group_actions[0].choices
+    assert set(toy) == {"train", "export", "sample", "train-edit", "check-edit", "sample-edit"}
+    assert registry.commands.info("toy-edit")["parent"] == "toy"

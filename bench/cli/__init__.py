@@ -1,7 +1,11 @@
 """The ``motiongrid`` command line: one module per command group, assembled here.
 
-Each module in ``COMMAND_MODULES`` defines ``register(subparsers)``; handlers return an
-:class:`ExitCode`. Library modules never parse arguments or print results.
+The core's groups are the modules in ``COMMAND_MODULES``; plugins contribute theirs through
+``registry.commands`` (a declaration ``"module:register"``, e.g. ``toy`` in methods/toy/cli.py,
+``report``/``compare``/``export`` in reports/cli.py), so the core imports no plugin. Each
+``register(subparsers)`` adds its commands (a group that others extend returns its own
+subparsers; a declaration with ``parent`` adds to it); handlers return an :class:`ExitCode`.
+Library modules never parse arguments or print results.
 """
 from __future__ import annotations
 
@@ -14,10 +18,8 @@ from motiongrid.bench.cli.common import ExitCode, error
 COMMAND_MODULES = [
     "motiongrid.bench.cli.run",       # run, clips, methods, metrics
     "motiongrid.bench.cli.score",     # score
-    "motiongrid.bench.cli.reports",   # report, compare, export
     "motiongrid.bench.cli.weights",   # weights list|fetch|verify|import
     "motiongrid.bench.cli.profile",   # profile (shape-only memory / time)
-    "motiongrid.bench.cli.toy",       # toy train|export|sample
 ]
 
 
@@ -34,7 +36,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    add_plugin_commands(sub)
     return parser
+
+
+def add_plugin_commands(sub) -> None:
+    """Every declared command group: top-level groups first, then those that extend a group."""
+    from motiongrid.bench.registry import commands
+
+    groups = {}
+    names = commands.names()
+    for name in names:
+        if commands.info(name)["parent"] is None:
+            groups[name] = commands.get(name)(sub)
+    for name in names:
+        parent = commands.info(name)["parent"]
+        if parent is not None:
+            if groups.get(parent) is None:
+                raise ValueError(f"command group {name!r} extends {parent!r}, which is not a declared group "
+                                 "that returns its subparsers")
+            commands.get(name)(groups[parent])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,9 +170,6 @@ def _extract_in_stage(*args, **kwargs) -> Representation:
 @methods.register("unguided")
 class UnguidedMethod(_BackboneMethod):
     """The backbone's own sampling with the MotionClone sampler minus the motion guidance."""
-    task = "baseline"
-    Params = SamplerParams
-    description = "AnimateDiff/toy text-to-video, same sampler, prompt and seed as motionclone, no motion guidance"
 
     def generate(self, clip: Clip, params: SamplerParams, seed: int) -> Video:
         return self.sample(clip, params, seed, None)
@@ -180,8 +177,6 @@ class UnguidedMethod(_BackboneMethod):
 
 @methods.register("motionclone")
 class MotionCloneMethod(_BackboneMethod):
-    Params = MotionCloneParams
-    description = "MotionClone: temporal-attention guidance (primary top-k or plain) from one reference pass"
 
     def representation(self, bb: Backbone, clip: Clip, p: MotionCloneParams, seed: int) -> Representation:
         """The reference's maps, noised at t_alpha with this seed's initial noise (as released:

@@ -14,9 +14,11 @@ import torch.nn.functional as F
 
 from motiongrid.bench.api import Method, ShapeOnly, ShapeSpec
 from motiongrid.bench.clip import Clip, EditCase
+from motiongrid.bench.functional import psnr_per_frame
 from motiongrid.bench.registry import methods
 from motiongrid.bench.video import Video
 from motiongrid.methods.animatediff_released import set_motion_norm
+from motiongrid.methods.backbone import family_of
 from motiongrid.methods.motionfollower.model import EditBackbone
 from motiongrid.methods.motionfollower.params import (
     ESTIMATOR_SEED,
@@ -29,13 +31,7 @@ from motiongrid.methods.motionfollower.sampler import EditInputsOnDevice, EditSa
 
 
 def load_edit_backbone(model: str, device: torch.device) -> EditBackbone:
-    if model == "toy-motionfollower":
-        from motiongrid.methods.motionfollower.model import load_toy_edit_backbone
-
-        return load_toy_edit_backbone(device=device)
-    from motiongrid.methods.motionfollower.real import load_motionfollower_backbone
-
-    return load_motionfollower_backbone(device=device)
+    return family_of(model, task="edit").load(model, device)
 
 
 def _fit(x: torch.Tensor, size: tuple[int, int], masks: bool = False) -> torch.Tensor:
@@ -47,18 +43,13 @@ def _fit(x: torch.Tensor, size: tuple[int, int], masks: bool = False) -> torch.T
 
 
 def reconstruction_psnr(reconstruction: torch.Tensor, source: torch.Tensor) -> float:
-    """The ``psnr`` metric's convention (10·log10(1/MSE) per frame in float64, 100 dB below
-    MSE 1e-10, mean over frames), for the cell's notes; methods do not import metrics
-    (tests/test_layout.py), and a test checks the two agree."""
-    mse = (reconstruction.double() - source.double()).square().flatten(1).mean(1)
-    return float(torch.where(mse < 1e-10, torch.full_like(mse, 100.0), 10 * torch.log10(1.0 / mse)).mean())
+    """The ``psnr`` metric's number (the one functional psnr, bench/functional.py), for the
+    cell's notes: mean over frames, identical frames 100 dB."""
+    return float(psnr_per_frame(reconstruction, source).mean())
 
 
 @methods.register("motionfollower")
 class MotionFollower(Method):
-    task = "edit"
-    Params = MotionFollowerParams
-    description = "MotionFollower: pose-controlled editing with score guidance (released sampler on diffusers)"
 
     def __init__(self) -> None:
         super().__init__()

@@ -10,8 +10,8 @@ from pydantic import Field, field_validator
 from motiongrid.bench import weights
 from motiongrid.bench.params import LateParams
 from motiongrid.methods.animatediff_released import MOTION_NORMS
+from motiongrid.methods.backbone import check_model_id, family_of
 
-MODELS = ("motionfollower", "toy-motionfollower")
 RELEASED_ENERGY_SCALE = 4.0       # × 1000 inside, as released (energy_scale=4.0 -> 4e3)
 # The released README runs cases 1-5 with --cfg 7.0 and the camera cases 6-7 with the script's
 # default 3.5 (no --cfg).
@@ -58,9 +58,7 @@ class MotionFollowerParams(LateParams):
     @field_validator("model")
     @classmethod
     def _known(cls, value: str) -> str:
-        if value not in MODELS:
-            raise ValueError(f"unknown MotionFollower model {value!r}; known: {list(MODELS)}")
-        return value
+        return check_model_id(value, task="edit")
 
 
 def released_fingerprint() -> dict:
@@ -90,7 +88,8 @@ def native_motion_norm(model: str) -> str:
 
 
 def fingerprint(model: str) -> dict:
-    return toy_fingerprint() if model == "toy-motionfollower" else released_fingerprint()
+    """The weights' identity from the model's family entry (families.py), loading nothing."""
+    return family_of(model, task="edit").fingerprint(model)
 
 
 def settings_fingerprint(params: MotionFollowerParams) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motiongrid.datasets.shapes import ShapesClipSet
+from motiongrid.bench.registry import datasets
 from motiongrid.methods.toy.sample import foreground, object_centres, quality, save_strip
 
 HELD_APART_SEED = 1000     # the toy benchmarks' clips; training draws from its own (seed, step) streams
@@ -46,7 +46,7 @@ def acceptance(backbone, count: int = 16, seeds=(0, 1), energy_scale: float = 0.
     method = _method(backbone)
     params = MotionFollowerParams(model="toy-motionfollower", energy_scale=energy_scale)
     cells = []
-    for clip in ShapesClipSet(preset="edit", seed=HELD_APART_SEED, count=count).load():
+    for clip in datasets.get("shapes")(preset="edit", seed=HELD_APART_SEED, count=count).load():
         truth = clip.scoring_reference().frames
         colour = clip.meta["spec"]["colour"]
         for seed in seeds:
@@ -77,7 +77,7 @@ def edit_strip(backbone, out_png: str | os.PathLike, clips: int = 3, seed: int =
 
     method = _method(backbone)
     images, labels = [], []
-    for clip in ShapesClipSet(preset="edit", seed=HELD_APART_SEED, count=clips).load():
+    for clip in datasets.get("shapes")(preset="edit", seed=HELD_APART_SEED, count=clips).load():
         inputs = clip.edit.inputs(clip)
         rows = {"source — " + clip.prompt: clip.frames, "target pose": inputs.target_poses,
                 "ground truth": clip.scoring_reference().frames}

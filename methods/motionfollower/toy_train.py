@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from motiongrid.bench.hashing import sha256_file
+from motiongrid.bench.toyworld import PRESETS, Scene, random_spec, target_spec
 from motiongrid.bench.video import to_minus_one_one
-from motiongrid.datasets.shapes import PRESETS, _Scene, random_spec, target_spec
 from motiongrid.methods.motionfollower.hooks import controlled
 from motiongrid.methods.motionfollower.model import toy_controllers
-from motiongrid.methods.toy.model import count_parameters, load_toy, sha256_file, toy_shapes_options
+from motiongrid.methods.toy.model import count_parameters, load_toy, toy_shapes_options
 from motiongrid.methods.toy.train import _ema_update, _lr_at, _read_log, _step_generators, _write_atomic, plot_loss, train_loop
 
 FORMAT = "motiongrid-toy-motionfollower/1"
@@ -114,8 +115,8 @@ class EditTrainer:
         for _ in range(self.cfg.batch_size):
             spec = random_spec(rng, self.opts)
             target = spec if rng.random() < self.cfg.same_motion else target_spec(rng, spec, self.opts)
-            sources.append(_Scene(spec, self.opts).render())
-            scene = _Scene(target, self.opts)
+            sources.append(Scene(spec, self.opts).render())
+            scene = Scene(target, self.opts)
             gts.append(scene.render())
             poses.append(scene.poses())
             prompts.append("" if rng.random() < self.cfg.context_dropout else spec.prompt())

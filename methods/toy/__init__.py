@@ -3,13 +3,12 @@ the ``shapes`` clip set (docs/methods.md, "Toy world").
 
 ``model`` holds the network, its loading and the ``toy`` backbone; ``train`` the training loop;
 ``sample`` the quality numbers and the PNG strip. This file only names the shipped checkpoint
-(in ``checkpoint/``) for the weights manager, so listing weights imports no torch.
+(in ``checkpoint/``); ``weights`` registers it with the weights manager (torch-free), ``cli``
+holds the ``toy`` commands.
 """
 from __future__ import annotations
 
 from pathlib import Path
-
-from motiongrid.bench import weights
 
 
 def toy_checkpoint_dir() -> Path:
@@ -19,13 +18,3 @@ def toy_checkpoint_dir() -> Path:
 
 def toy_checkpoint_file() -> Path:
     return toy_checkpoint_dir() / "toy.safetensors"
-
-
-weights.register(weights.WeightFile(
-    name="toy",
-    description="toy world video diffusion model (EMA weights, ships with motiongrid)",
-    target=toy_checkpoint_file,
-    # It ships inside the package; the URL only names that place (there is no download).
-    url=toy_checkpoint_file().as_uri(),
-    used_by=("methods.toy",),
-))

@@ -21,7 +21,6 @@ the batches the uninterrupted run would have seen.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -32,9 +31,10 @@ import torch
 from torch import nn
 
 from motiongrid.bench.fingerprint import file_sha256
+from motiongrid.bench.registry import backbones
+from motiongrid.bench.toyworld import PRESETS, ShapesOptions
 from motiongrid.bench.video import from_minus_one_one, to_minus_one_one
-from motiongrid.datasets.shapes import PRESETS, ShapesOptions
-from motiongrid.methods.backbone import Backbone, BackboneSpec, register_backbone, register_backbone_spec
+from motiongrid.methods.backbone import Backbone, BackboneFamily, BackboneSpec
 from motiongrid.methods.toy import toy_checkpoint_dir, toy_checkpoint_file
 
 # ---- the toy world ----------------------------------------------------------------------------
@@ -194,14 +194,6 @@ def _split_state(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     return unet, enc
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def toy_weights_path() -> Path:
     """The shipped toy checkpoint through the weights manager, with a toy-specific fix."""
     from motiongrid.bench import weights
@@ -294,7 +286,6 @@ class ToyBackbone(Backbone):
         return (3, self.num_frames, self.height, self.width)
 
 
-@register_backbone("toy")
 def load_toy_backbone(model_id: str = "toy", device: torch.device | str = "cpu",
                       path: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
                       **_ignored) -> ToyBackbone:
@@ -312,7 +303,6 @@ def load_toy_backbone(model_id: str = "toy", device: torch.device | str = "cpu",
     )
 
 
-@register_backbone_spec("toy")
 def toy_backbone_spec(model_id: str = "toy", device: torch.device | str = "cpu",
                       path: str | os.PathLike | None = None, **_ignored) -> BackboneSpec:
     """The toy backbone's identity and sampler defaults, without loading its weights."""
@@ -321,6 +311,12 @@ def toy_backbone_spec(model_id: str = "toy", device: torch.device | str = "cpu",
                         scheduler_config=config["schedule"], make_scheduler=make_ddim_scheduler,
                         default_steps=ToyBackbone.default_steps, default_cfg=ToyBackbone.default_cfg,
                         default_negative_prompt=ToyBackbone.default_negative_prompt)
+
+
+@backbones.register("toy")
+class ToyFamily(BackboneFamily):
+    load = staticmethod(load_toy_backbone)
+    spec = staticmethod(toy_backbone_spec)
 
 
 # ---- unguided sampling (reference rows, tests; guidance lives in motionclone) ----------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from motiongrid.datasets.shapes import COLOURS, FLAT_BACKGROUND, random_spec, render_clip
+from motiongrid.bench.toyworld import COLOURS, FLAT_BACKGROUND, random_spec, render_clip
 from motiongrid.methods.backbone import Backbone
 from motiongrid.methods.toy.model import (
     DEFAULT_CFG,

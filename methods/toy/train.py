@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from motiongrid.bench.hashing import sha256_file
+from motiongrid.bench.toyworld import ShapesOptions, random_spec, render_clip
 from motiongrid.bench.video import to_minus_one_one
-from motiongrid.datasets.shapes import ShapesOptions, random_spec, render_clip
 from motiongrid.methods.toy.model import (
     SAMPLER_CONFIG,
     TOY_CLIP_OPTIONS,
@@ -30,7 +31,6 @@ from motiongrid.methods.toy.model import (
     default_schedule_config,
     default_unet_config,
     make_ddim_scheduler,
-    sha256_file,
     toy_shapes_options,
     toy_vocabulary,
 )

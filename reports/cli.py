@@ -1,11 +1,11 @@
 """``motiongrid report``, ``compare`` and ``export``: read a run directory (results.sqlite and
-run.json), never the methods or metrics."""
+run.json), never the methods or metrics. A plugin command group, declared in
+``motiongrid.reports`` (``registry.commands``): the core CLI finds it by name."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from motiongrid.bench.cli.common import ExitCode, error, non_negative_int
-from motiongrid.reports.data import RunDirError
 from motiongrid.reports.defaults import BASELINE_METHOD, DEFAULT_EMBED_MB, DEFAULT_PREVIEWS, DEFAULT_TOLERANCE, FORMATS, TARGETS
 
 
@@ -34,6 +34,7 @@ def _register_report(subparsers) -> None:
 
 
 def _cmd_report(args) -> int:
+    from motiongrid.reports.data import RunDirError
     from motiongrid.reports.report import write_report
 
     try:
@@ -72,7 +73,7 @@ def _register_compare(subparsers) -> None:
 
 def _cmd_compare(args) -> int:
     from motiongrid.reports.compare import compare_runs, parse_tolerances, render_markdown
-    from motiongrid.reports.data import load_run
+    from motiongrid.reports.data import RunDirError, load_run
 
     try:
         tolerances = parse_tolerances(args.tolerance)
@@ -112,6 +113,7 @@ def _register_export(subparsers) -> None:
 
 def _cmd_export(args) -> int:
     from motiongrid.reports import export, trackers
+    from motiongrid.reports.data import RunDirError
 
     if args.format is None and args.to != "mlflow" and (args.tracking_uri or args.experiment):
         return error("export", "--tracking-uri and --experiment go with --to mlflow")
