@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from motiongrid.bench.cell import check_output
 from motiongrid.bench.grid import MethodVariant
 from motiongrid.bench.memory_estimate import MemoryEstimator, stage
-from motiongrid.bench.runner import check_output
 from motiongrid.bench.video import Video, VideoError
 
 N, D, LAYERS = 64, 256, 4

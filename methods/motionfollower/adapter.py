@@ -85,7 +85,7 @@ class MotionFollower(Method):
         behaviour keeps per-step state), so ``spec.sample_steps`` is not used."""
         if params.model == "toy-motionfollower":
             raise NotImplementedError("the toy MotionFollower is not profiled (its real size is the released model's)")
-        from motiongrid.methods.motionfollower.real import shape_only_motionfollower_backbone
+        from motiongrid.methods.motionfollower.shape_only import shape_only_motionfollower_backbone
 
         device = torch.device(torch.get_default_device())
         bb = shape_only_motionfollower_backbone(spec.frames, spec.height, spec.width, spec.dtype, device)
