@@ -2,13 +2,44 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
 
 from motiongrid.bench.clip import Clip
-from motiongrid.bench.params import NoParams, Params
+
+# typed options live with Params in a torch-free module, so listings and parsers read them cheaply
+from motiongrid.bench.params import ClipSetOptions, MetricOptions, NoParams, OptionsError, Params  # noqa: F401
 from motiongrid.bench.video import Video
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """What ``motiongrid profile`` asks a method to build for: clip size and weight dtype."""
+    frames: int
+    height: int
+    width: int
+    dtype: torch.dtype
+    dtype_name: str
+    device: torch.device
+    # Denoising steps to run (None: all). Methods whose per-step memory does not grow with the
+    # step count run this many (keeping one step of each kind: guided, unguided) and report
+    # the full count; methods whose caches grow with steps ignore it and run all.
+    sample_steps: int | None = None
+
+
+@dataclass
+class ShapeOnly:
+    """A method's real-size architecture with random weights, installed so that ``generate``
+    uses it: the modules (for parameter counts and the weights' bytes), a description, the
+    number of denoising steps one cell runs, and optionally the clip to run it on."""
+    modules: list[torch.nn.Module]
+    description: str
+    steps: int | None = None                 # denoising steps a real cell runs
+    clip: Clip | None = None
+    params: Params | None = None             # what to run instead of the variant's params (sampled steps)
+    sampled_steps: int | None = None         # steps the profile runs (None: all of them)
 
 
 class Method:
@@ -58,6 +89,13 @@ class Method:
     def load(self, params: Params) -> None:
         pass
 
+    # Optional (``motiongrid profile``): build the architecture ``generate`` would use with
+    # ``params`` at its REAL size with random weights, for clips of ``spec``'s shape, on the
+    # current default device (``meta`` when estimating), and install it in place of ``load``.
+    # Shape-only: its outputs are never scored or stored.
+    def shape_only(self, params: Params, spec: ShapeSpec) -> ShapeOnly:
+        raise NotImplementedError(f"{type(self).__name__} has no real-size architecture to profile")
+
 
 class MetricUnavailable(RuntimeError):
     """Raised (or returned as reason) when a metric cannot run here; message says how to fix it."""
@@ -90,9 +128,17 @@ class Metric:
     # result); None for metrics that compare with no reference. The contract test checks it.
     ideal: ClassVar[float | dict[str, float] | None] = None
     description: ClassVar[str] = ""
+    Options: ClassVar[type[MetricOptions]] = MetricOptions
+    # For a dict result: the key a report leads with (run.json records it), keys whose better
+    # direction differs from ``higher_is_better`` ({key: higher_is_better}), and one line per
+    # key saying what it measures (reports show it).
+    headline: ClassVar[str | None] = None
+    directions: ClassVar[dict[str, bool]] = {}
+    key_descriptions: ClassVar[dict[str, str]] = {}
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        self.opts = self.Options.parse(f"metric {getattr(self, 'name', type(self).__name__)!r}", options)
+        self.options = self.opts.model_dump()   # plain dict, for code that reads options by key
         self.device = torch.device("cpu")
 
     def available(self) -> str | None:
@@ -114,12 +160,15 @@ class Metric:
 
 
 class ClipSet:
-    """A named source of clips; ``load`` returns them in a stable order."""
+    """A named source of clips; ``load`` returns them in a stable order. ``Options`` types the
+    options (unknown keys and NaN are errors); ``self.options`` holds only those the user set."""
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    Options: ClassVar[type[ClipSetOptions]] = ClipSetOptions
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        self.opts = self.Options.parse(f"clip set {getattr(self, 'name', type(self).__name__)!r}", options)
+        self.options = self.opts.model_dump(exclude_unset=True)
 
     def load(self) -> list[Clip]:
         raise NotImplementedError

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from motiongrid.bench.errors import UserError
+from motiongrid.bench.files import read_text
 
 
 class ConfigError(UserError, ValueError):
@@ -50,11 +51,15 @@ class MethodConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+# A seed is stored in SQLite (signed 64-bit) and seeds torch/numpy generators (non-negative).
+Seed = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
 class RunConfig(_Strict):
     name: str = "motiongrid"
     clips: ClipsConfig = Field(default_factory=ClipsConfig)
     methods: list[MethodConfig] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     metrics: list[str] = Field(default_factory=lambda: ["psnr", "ssim", "motion_fidelity"])
     metric_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -93,7 +98,7 @@ def load_config(path: str | Path | None) -> tuple[RunConfig, str]:
         p = Path(path)
         if not p.exists():
             raise ConfigError(f"{p}: config file not found")
-        text = p.read_text()
+        text = read_text(p)
         source = str(p)
     try:
         data = tomllib.loads(text)

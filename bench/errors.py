@@ -45,6 +45,14 @@ class Interrupted(Exception):
         return 128 + self.signum   # the shell's convention: 130 for SIGINT, 143 for SIGTERM
 
 
+def did_you_mean(word: str, choices) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices``, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def is_user_error(exc: BaseException) -> bool:
     # OSError covers the environment: a path that cannot be a directory, no permission, disk full.
     return isinstance(exc, (UserError, OSError))

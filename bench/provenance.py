@@ -57,6 +57,12 @@ def device_info(device: torch.device) -> dict:
     return info
 
 
+def _key_info(metric) -> dict:
+    """A dict metric's headline key, per-key directions and descriptions (only those it declares)."""
+    info = {"headline": metric.headline, "directions": metric.directions, "key_descriptions": metric.key_descriptions}
+    return {k: v for k, v in info.items() if v}
+
+
 def write_run_json(out: Path, *, config, source, device, clips, variants, metrics, unavailable,
                    finished: bool, cells: dict | None, reference_videos: dict,
                    cell_keys: list[str], fingerprints: dict, method_info: dict,
@@ -73,13 +79,15 @@ def write_run_json(out: Path, *, config, source, device, clips, variants, metric
     for m in metrics:
         metric_info[m.name] = {"higher_is_better": m.higher_is_better, "available": True, "reason": None,
                                "preprocessing": m.preprocessing(), "options": m.options,
-                               "description": m.description, "set_level": m.set_level}
+                               "description": m.description, "set_level": m.set_level,
+                               **_key_info(m)}
     from motiongrid.bench.registry import metrics as registry
 
     for name, reason in unavailable.items():
         cls = registry.get(name)
         metric_info[name] = {"higher_is_better": cls.higher_is_better, "available": False,
-                             "reason": reason, "description": cls.description, "set_level": cls.set_level}
+                             "reason": reason, "description": cls.description, "set_level": cls.set_level,
+                             **_key_info(cls)}
     for name, info in metric_info.items():
         info["reference"] = (references or {}).get(name)   # what the metric compared with
     data = {

@@ -32,8 +32,8 @@ from collections.abc import Iterator
 import torch
 
 from motiongrid.bench.api import Method
-from motiongrid.bench.errors import UserError
 from motiongrid.bench.grid import Cell, MethodVariant
+from motiongrid.bench.ray_address import RayAuthError, RayUnavailable, check_address
 from motiongrid.bench.runner import MethodSet, Runner, new_result, run_cell
 from motiongrid.bench.scoring import DeviceError, build_metrics, prepare_metrics
 from motiongrid.bench.signals import StopOnSignal
@@ -47,10 +47,6 @@ INSTALL = "pip install -e '.[ray]' (or: pip install 'ray>=2.9')"
 FORWARDED_ENV = ("MOTIONGRID_CACHE", "MOTIONGRID_WEIGHTS", "MOTIONGRID_CLEANFID_DIR", "TORCH_HOME", "HF_HOME",
                  "HF_HUB_OFFLINE")
 RETRIES = 2   # a cell whose worker dies is run at most 1 + RETRIES times
-
-
-class RayUnavailable(UserError, RuntimeError):
-    """Ray is not installed, or the cluster cannot be reached."""
 
 
 def import_ray():
@@ -129,19 +125,17 @@ class RayExecutor:
         if self.ray.is_initialized():
             return
         address = self.address or os.environ.get("RAY_ADDRESS")
-        fix = "start it with `ray start --head` on that machine, or fix --ray-address / RAY_ADDRESS"
-        if address and address not in ("auto", "local") and "://" not in address:
-            # ray.init retries an unreachable HOST:PORT for minutes; a plain connect says it at once
-            host, _, port = address.rpartition(":")
-            try:
-                socket.create_connection((host, int(port)), timeout=10).close()
-            except (OSError, ValueError) as exc:
-                raise RayUnavailable(f"cannot reach the Ray cluster at {address} ({exc}); {fix}") from None
+        if address and address not in ("auto", "local"):
+            check_address(address)   # one clear error in seconds, where ray.init would retry for long
         try:
-            # address None: a new local instance on this machine (RAY_ADDRESS, when set, wins)
+            # address None: Ray's rule: the cluster `ray start` began on this machine, else a new local instance
             self.ray.init(address=self.address, include_dashboard=False, logging_level=logging.ERROR)
+        except self.ray.exceptions.AuthenticationError as exc:
+            raise RayAuthError(f"Ray cluster at {address or 'this machine'}: {_first_line(exc)}") from None
         except ConnectionError as exc:
-            raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {str(exc).rstrip('.')}; {fix}") from None
+            raise RayUnavailable(f"cannot reach the Ray cluster at {address}: {str(exc).rstrip('.')}; start it "
+                                 f"with `ray start --head` on that machine, or fix --ray-address / RAY_ADDRESS"
+                                 ) from None
         self._started = True
 
     def resolve_device(self, name: str) -> torch.device:

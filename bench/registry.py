@@ -30,12 +30,16 @@ _BUILTIN_PACKAGES = {
 }
 
 # What listings show of each kind: class attributes, declared up front for lazy entries.
-# A method's "Params" may be declared as "module:Class" (a module that does not import torch).
+# A method's "Params" and a metric's "Options" may be declared as "module:Class" (a module that
+# does not import torch).
 INFO_FIELDS = {
     "methods": ("task", "description", "Params"),
-    "metrics": ("higher_is_better", "needs", "description"),
+    "metrics": ("higher_is_better", "needs", "description", "Options"),
     "datasets": ("description",),
 }
+# Fields a declaration may leave out; ``info`` then imports the class to read them.
+OPTIONAL_INFO = {"metrics": ("Options",)}
+TYPED = ("Params", "Options")   # declared as "module:Class" strings
 
 
 class UnknownName(UserError, KeyError):
@@ -85,7 +89,7 @@ class Registry(Generic[T]):
         """Make ``name`` known without importing ``target`` ("module:Class"); ``info`` holds
         exactly the attributes listings show (``INFO_FIELDS[kind]``)."""
         fields = INFO_FIELDS[self.kind]
-        if set(info) != set(fields):
+        if not set(fields) - set(OPTIONAL_INFO.get(self.kind, ())) <= set(info) <= set(fields):
             raise TypeError(f"declare {self.kind} {name!r}: expected {', '.join(fields)}; got {', '.join(sorted(info))}")
         old = self._declared.get(name)
         if old is not None and old.target != target:
@@ -151,8 +155,11 @@ class Registry(Generic[T]):
         if name not in self._declared:
             return {f: getattr(self.get(name), f) for f in fields}
         info = dict(self._declared[name].info)
-        if isinstance(info.get("Params"), str):
-            info["Params"] = _import_object(info["Params"])
+        if set(fields) - set(info):
+            return {f: getattr(self.get(name), f) for f in fields}
+        for field in TYPED:
+            if isinstance(info.get(field), str):
+                info[field] = _import_object(info[field])
         return info
 
 

@@ -50,3 +50,4 @@ class RunDirLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+

@@ -13,7 +13,6 @@ run directory resumes under either.
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 import time
 import traceback
@@ -28,6 +27,7 @@ from motiongrid.bench.atomic import atomic_path
 from motiongrid.bench.clip import REFERENCE_GROUND_TRUTH, REFERENCE_SOURCE, Clip
 from motiongrid.bench.config import ConfigError, RunConfig
 from motiongrid.bench.errors import Interrupted, StoreWriteError, signal_name
+from motiongrid.bench.files import file_stem
 from motiongrid.bench.grid import Cell, MethodVariant, expand_cells, expand_methods
 from motiongrid.bench.provenance import write_run_json
 from motiongrid.bench.registry import UnknownName, datasets
@@ -36,7 +36,7 @@ from motiongrid.bench.rundir import RunDirLock
 from motiongrid.bench.scoring import DeviceError, build_metrics, flatten, prepare_metrics, resolve_device, score_video
 from motiongrid.bench.signals import StopOnSignal
 from motiongrid.bench.store import CellResult, Store, cells_digest
-from motiongrid.bench.video import Video, VideoError, read_video, write_video
+from motiongrid.bench.video import Video, VideoError, artifact_problems, describe_artifact_problems, read_video, write_video
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ def load_clips(config: RunConfig, source: str, limit: int | None = None) -> list
         clip_set = datasets.get(cc.set)(**cc.options)
     except UnknownName as exc:
         raise ConfigError(f"{source}: clips.set: {exc}") from None
+    except ValueError as exc:   # OptionsError: an unknown key, a bad type, NaN
+        raise ConfigError(f"{source}: clips.options: {exc}") from None
     try:
         clips = clip_set.load()
     except (ValueError, OSError) as exc:
@@ -114,6 +116,8 @@ def check_output(video, variant: MethodVariant) -> Video:
     if not isinstance(video, Video):
         raise VideoError(f"{variant.label}: generate() returned {type(video).__name__}, expected Video")
     frames = video.frames
+    if frames.device.type == "meta":   # shape-only (motiongrid profile): no pixels, never a result
+        raise VideoError(f"{variant.label}: a shape-only video (meta tensors, random weights) cannot be scored or stored")
     if not torch.isfinite(frames).all():
         raise VideoError(f"{variant.label}: output contains NaN or inf")
     lo, hi = float(frames.min()), float(frames.max())
@@ -137,8 +141,11 @@ def json_safe(notes) -> dict:
     return json.loads(json.dumps(notes if isinstance(notes, dict) else {"notes": notes}, default=str))
 
 
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:120]
+def reference_path(clip: Clip) -> str:
+    """Where a clip's reference preview is saved, relative to the run dir: one file per clip id
+    and content, so no two clips (ids that differ only in case or in non-ASCII characters
+    included) share one, and a clip whose file changed never shows its old pixels."""
+    return f"references/{file_stem(clip.id)}.{clip.content_hash[:8]}.mp4"
 
 
 class MethodSet:
@@ -251,11 +258,14 @@ class LocalExecutor:
         return resolve_device(name)
 
     def execute(self, runner: Runner, todo: list[Cell], stop: StopOnSignal) -> Iterator[tuple[Cell, CellResult, None]]:
-        """(cell, result, None) per cell, the video already written; stops between cells on a signal."""
+        """(cell, result, None) per cell, the video already written; stops between cells on a signal,
+        and after loading a model (which can take minutes) before the cell that needed it starts."""
         for cell in todo:
             if stop.signum is not None:
                 break
             runner._load(cell.variant)
+            if stop.signum is not None:
+                break
             yield cell, runner._run_cell(cell), None
 
     def info(self) -> dict:
@@ -345,6 +355,12 @@ class Runner:
     def _run(self, store: Store, stop: StopOnSignal) -> RunSummary:
         self.prepare()
         done = store.finished_keys()
+        mine = {c.key for c in self.cells}
+        # A cell stored ok whose video is gone or does not decode runs again (its row is replaced).
+        broken = artifact_problems(self.out, [r for r in store.rows() if r["key"] in done & mine])
+        if broken:
+            log.warning("%s; running them again", describe_artifact_problems(broken, len(done & mine)))
+            done -= set(broken)
         todo = [c for c in self.cells if c.key not in done]
         self._write_provenance(finished=False)
         self._save_references()
@@ -435,7 +451,7 @@ class Runner:
         """What each clip's cells are scored against, as mp4 beside the results, for report
         previews (an editing case's ground truth; its source when it has none)."""
         for clip in self.clips:
-            path = self.out / "references" / f"{safe_name(clip.id)}.mp4"
+            path = self.out / reference_path(clip)
             if path.exists():
                 continue
             shown = clip.scoring_reference() if clip.edit is None or clip.edit.ground_truth is not None else clip
@@ -456,7 +472,7 @@ class Runner:
             self.out, config=self.config, source=self.source, device=self.device,
             clips=self.clips, variants=self.variants, metrics=self.metrics,
             unavailable=self.unavailable, finished=finished, cells=counts,
-            reference_videos={c.id: f"references/{safe_name(c.id)}.mp4" for c in self.clips},
+            reference_videos={c.id: reference_path(c) for c in self.clips},
             cell_keys=[c.key for c in self.cells], fingerprints=self.fingerprints,
             method_info=self.method_info, references=self.references, executor=self.executor.info())
 

@@ -1,7 +1,8 @@
 """Scoring videos on disk against references on disk (the library behind ``motiongrid score``).
 
     motiongrid score --reference PATH --generated PATH [--prompts FILE] [--metrics psnr,ssim,...]
-                     [--tracker gt|lk|cotracker|auto] [--resample MODE] [--json OUT]
+                     [--tracker gt|lk|cotracker|auto] [--option METRIC.KEY=VALUE ...]
+                     [--resample MODE] [--json OUT]
 
 PATH is a video file, a folder of image frames (one video), or a folder of videos / frame
 folders. Pairs are matched by file stem; with a single file on each side they pair whatever
@@ -25,6 +26,7 @@ says how to align them.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from pathlib import Path
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from motiongrid.bench.errors import UserError
+from motiongrid.bench.files import read_text
 from motiongrid.bench.registry import UnknownName
 from motiongrid.bench.registry import metrics as metric_registry
 
@@ -114,12 +117,11 @@ def load_prompts(path: Path | None, reference_root: Path, pairs) -> dict[str, st
         if len(pairs) != 1:
             raise ScoreError(f"--prompts {path}: a .txt holds one prompt, but there are {len(pairs)} pairs; "
                              f"use a JSON/YAML mapping stem -> prompt")
-        return {pairs[0][0]: path.read_text().strip()}
+        return {pairs[0][0]: read_text(path).strip()}
     if suffix == ".csv":
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = list(csv.DictReader(io.StringIO(read_text(path))))
     elif suffix in (".json", ".yaml", ".yml"):
-        data = json.loads(path.read_text()) if suffix == ".json" else yaml.safe_load(path.read_text())
+        data = json.loads(read_text(path)) if suffix == ".json" else yaml.safe_load(read_text(path))
         if isinstance(data, dict) and "clips" in data:
             data = data["clips"]
         if isinstance(data, dict):
@@ -161,8 +163,10 @@ def reference_clip(stem: str, path: Path, prompt: str) -> Clip:
 
 def run_score(reference: Path, generated: Path, metric_names: list[str] | None = None,
               prompts: Path | None = None, tracker: str = "auto", resample: str | None = None,
-              device: str = "cpu", cache_dir: str | None = None, cache: bool = True) -> dict:
-    """Score every matched pair; returns the JSON-ready result (see module doc)."""
+              device: str = "cpu", cache_dir: str | None = None, cache: bool = True,
+              options: dict[str, dict] | None = None) -> dict:
+    """Score every matched pair; returns the JSON-ready result (see module doc). ``options``:
+    per-metric options, as a config's ``[metric_options]`` (validated by the same types)."""
     from motiongrid.bench.api import AlignmentError
     from motiongrid.bench.scoring import (
         DeviceError,
@@ -180,7 +184,7 @@ def run_score(reference: Path, generated: Path, metric_names: list[str] | None =
     common = {"resample": None if resample in (None, "none") else resample, "tracker": tracker,
               "cache_dir": cache_dir, "cache": cache}
     try:
-        ready, unavailable = build_metrics(names, common=common)
+        ready, unavailable = build_metrics(names, options, common=common)
     except UnknownName as exc:
         raise ScoreError(str(exc)) from None
     except (TypeError, ValueError) as exc:
@@ -218,7 +222,7 @@ def run_score(reference: Path, generated: Path, metric_names: list[str] | None =
 
     set_level = {}
     for m in ready:
-        if hasattr(m, "score_set") and len(pairs) > 0:
+        if m.set_level and len(pairs) > 0:   # only metrics defined over a set have a set-level value
             try:
                 set_level[m.name] = m.score_set((read_video(g), c) for g, c in clips)
             except Exception as exc:
@@ -231,5 +235,6 @@ def run_score(reference: Path, generated: Path, metric_names: list[str] | None =
         "unavailable": unavailable,
         "preprocessing": {m.name: m.preprocessing() for m in ready},
         "settings": {"reference": str(reference), "generated": str(generated), "metrics": names,
-                     "tracker": tracker, "resample": resample or "none", "device": str(dev)},
+                     "tracker": tracker, "resample": resample or "none", "device": str(dev),
+                     "options": options or {}},
     }

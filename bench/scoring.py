@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from motiongrid.bench.api import Metric
+from motiongrid.bench.api import Metric, OptionsError
 from motiongrid.bench.clip import Clip
-from motiongrid.bench.errors import UserError
+from motiongrid.bench.errors import UserError, did_you_mean
 from motiongrid.bench.registry import metrics as metric_registry
 from motiongrid.bench.video import Video
 
@@ -43,13 +43,19 @@ def build_metrics(names: Iterable[str], options: dict[str, dict] | None = None,
                   common: dict[str, Any] | None = None) -> tuple[list[Metric], dict[str, str]]:
     """Instantiate metrics by registry name. ``options[name]`` are that metric's options;
     ``common`` (e.g. {"resample": ..., "cache_dir": ...}) go to every metric that declares
-    them. Raises UnknownName (a KeyError) for an unknown name and TypeError/ValueError for bad
-    options; a metric that cannot run here is returned in ``unavailable`` with its reason."""
+    them. Raises UnknownName (a KeyError) for an unknown name and OptionsError (a ValueError)
+    for bad options, checked against each metric's typed ``Options``; a metric that cannot run
+    here is returned in ``unavailable`` with its reason."""
     options = options or {}
+    names = list(names)
+    for name in options:   # options for a metric that is not scored are a typo until proven otherwise
+        if name not in names:
+            raise OptionsError(f"options given for {name!r}, which is not among the metrics scored "
+                               f"({', '.join(names)}){did_you_mean(name, names)}")
     ready, unavailable = [], {}
     for name in names:
         cls = metric_registry.get(name)
-        declared = set(getattr(cls, "common", {})) | set(getattr(cls, "defaults", {}))
+        declared = set(cls.Options.model_fields)
         opts = {k: v for k, v in (common or {}).items() if k in declared and v is not None}
         opts.update(options.get(name, {}))
         metric = cls(**opts)

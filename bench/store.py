@@ -6,9 +6,11 @@ working while a run writes, and a kill -9 loses at most the cell in progress.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import os
 import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -104,6 +106,10 @@ class Store:
             self._check_version(readonly=True)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Created here with 0666 less the umask, as every other file of the run dir (SQLite
+            # itself uses 0644, and gives its -wal/-shm files the database file's mode).
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             self.conn = sqlite3.connect(self.path, timeout=30)
             # checked before anything is written: a foreign file must stay as it is
             version = self._check_version()

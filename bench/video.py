@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,6 +201,43 @@ def read_video(path: str | os.PathLike, alpha_background: tuple[int, int, int] |
     return Video(frames, fps)
 
 
+def probe_video(path: str | os.PathLike) -> str | None:
+    """None when ``path`` is a video whose first frame decodes; else what is wrong, in words.
+    Cheap (one frame), for checking that stored artifacts are still there and readable."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    try:
+        with av.open(str(path)) as container:
+            if next(container.decode(container.streams.video[0]), None) is None:
+                return "unreadable (no decodable frame)"
+    except (av.error.FFmpegError, IndexError) as exc:
+        return f"unreadable ({exc.__class__.__name__}: {exc})"
+    return None
+
+
+def artifact_problems(run_dir: str | os.PathLike, rows: list[dict]) -> dict[str, str]:
+    """{cell key: what is wrong} for the rows stored ok whose video is missing or does not
+    decode: the store says more than the directory holds (a file deleted, copied half, or a
+    store-only copy such as ``ci/baseline``)."""
+    out = {}
+    for row in rows:
+        if row["status"] == "ok" and row.get("artifact"):
+            problem = probe_video(Path(run_dir) / row["artifact"])
+            if problem:
+                out[row["key"]] = f"{row['artifact']} {problem}"
+    return out
+
+
+def describe_artifact_problems(problems: dict[str, str], ok_cells: int) -> str:
+    """One line for run, report and compare."""
+    first = next(iter(problems.values()))
+    return (f"{len(problems)} of {ok_cells} cells stored ok have no readable video (e.g. {first}); "
+            f"their stored numbers cannot be re-checked or previewed")
+
+
 NAMED_BACKGROUNDS = {"black": (0, 0, 0), "white": (255, 255, 255)}
 
 
@@ -231,18 +269,46 @@ def composite_alpha(frames: np.ndarray, background: tuple[int, int, int] | None,
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def natural_key(name: str) -> list:
-    """Sort key comparing digit runs as numbers: frame_2 before frame_10 (the released
-    editing cases number frames without zero padding)."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+def frame_files(folder: Path) -> list[Path]:
+    """A frame folder's image files in frame order. Names number the frames: one pattern
+    ``<prefix><number><suffix>.<ext>`` (frame_0.png, 00000.jpg, img_001_mask.png), numbers with
+    or without zero padding, consecutive or at one fixed step. A file that does not fit (a
+    "frame_3 copy.png", a duplicate number, a gap) is an error naming it, never sorted in
+    somewhere: it would shift every later frame against the other inputs of its case."""
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise VideoError(f"{folder}: folder has no image frames ({', '.join(IMAGE_SUFFIXES)})")
+    if len(files) == 1:
+        return files
+    parsed = []
+    for f in files:
+        m = re.fullmatch(r"(.*?)(\d+)(\D*)", f.stem)
+        parsed.append(((m[1], m[3]) if m else None, int(m[2]) if m else -1, f))
+    patterns = Counter(p for p, _, _ in parsed if p is not None)
+    if not patterns:
+        raise VideoError(f"{folder}: frame names carry no frame number (e.g. {files[0].name}); name them "
+                         f"<prefix><number>.<ext>, e.g. frame_0.png, frame_1.png, ...")
+    (prefix, suffix), _ = patterns.most_common(1)[0]
+    example = f"{prefix}<number>{suffix}"
+    for pattern, _, f in parsed:
+        if pattern != (prefix, suffix):
+            raise VideoError(f"{f}: frame name does not fit the numbering of its folder ({example}.<ext>); "
+                             f"rename or remove it")
+    parsed.sort(key=lambda t: t[1])
+    step = parsed[1][1] - parsed[0][1]
+    for (_, a, fa), (_, b, fb) in zip(parsed, parsed[1:]):
+        if a == b:
+            raise VideoError(f"{fb}: frame number {b} is also {fa.name}; remove one of them")
+        if b - a != step:
+            raise VideoError(f"{fb}: frame numbers in {folder} go from {a} to {b} after stepping by {step}; "
+                             f"a frame is missing or misnamed before {fb.name}")
+    return [f for _, _, f in parsed]
 
 
 def _read_frame_folder(folder: Path, fps: float = 8.0, alpha_background=None) -> Video:
     import cv2
 
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=lambda p: natural_key(p.name))
-    if not files:
-        raise VideoError(f"{folder}: folder has no image frames ({', '.join(IMAGE_SUFFIXES)})")
+    files = frame_files(folder)
     arrays = []
     for f in files:
         img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)   # keeps an alpha channel, if any

@@ -50,6 +50,10 @@ class WeightsMissing(UserError, RuntimeError):
     """A weight file is absent or wrong; the message names it and the command that fixes it."""
 
 
+class UnknownWeight(UserError, KeyError):
+    """A weight name that is not registered; the message lists the registered ones."""
+
+
 class WeightsOffline(WeightsMissing):
     """A download was asked for on a machine that cannot reach the source."""
 
@@ -144,7 +148,7 @@ def get(name: str) -> WeightFile:
     except KeyError:
         _load_registrants()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown weight {name!r}; registered: {', '.join(sorted(_REGISTRY)) or 'none'}")
+        raise UnknownWeight(f"unknown weight {name!r}; registered: {', '.join(sorted(_REGISTRY)) or 'none'}")
     return _REGISTRY[name]
 
 
@@ -304,6 +308,15 @@ def load_problem(path: Path) -> str | None:
     return None
 
 
+def content_problem(entry: WeightFile, path: Path) -> str | None:
+    """What ``verify`` and ``import`` both check: a file's size and sha256 (where known) and its
+    header; a folder's required files' headers. None when nothing is wrong."""
+    if entry.kind == "file":
+        return _check_file(entry, path) or load_problem(path)
+    files = [path / r for r in entry.required if (path / r).is_file()]
+    return next(filter(None, map(load_problem, files)), None)
+
+
 @dataclass
 class Check:
     name: str
@@ -322,16 +335,11 @@ def verify(name: str) -> Check:
     path = locate(name)
     if path is None:
         return Check(name, False, available(name) or "missing")
-    fix = f"Fix: delete it and {fix_command(name)}"
-    if entry.kind != "file":
-        files = [path / r for r in entry.required if (path / r).is_file()]
-        problem = next(filter(None, map(load_problem, files)), None)
-        if problem:
-            return Check(name, False, f"{problem}. {fix}", path, "wrong")
-        return Check(name, True, "present (folder; no checksum defined)", path, "unverified")
-    problem = _check_file(entry, path) or load_problem(path)
+    problem = content_problem(entry, path)
     if problem:
-        return Check(name, False, f"{problem}. {fix}", path, "wrong")
+        return Check(name, False, f"{problem}. Fix: delete it and {fix_command(name)}", path, "wrong")
+    if entry.kind != "file":
+        return Check(name, True, "present (folder; no checksum defined)", path, "unverified")
     if entry.sha256:
         return Check(name, True, "sha256 ok", path, "verified")
     return Check(name, True, "present (no published sha256 to check against)", path, "unverified")
@@ -436,7 +444,7 @@ def fetch(name: str, into: str | Path | None = None) -> Path:
                 zf.extractall(Path(tmp) / "x")
             _atomic_copy_dir(_single_top_folder(Path(tmp) / "x"), dst)
     if entry.kind == "file":
-        problem = _check_file(entry, dst)
+        problem = content_problem(entry, dst)
         if problem:
             dst.unlink(missing_ok=True)
             raise WeightsMissing(f"downloaded {entry.name!r} from {entry.source} but {problem}; file removed")
@@ -461,8 +469,9 @@ def _import_candidates(entry: WeightFile, root: Path) -> list[Path]:
 def import_dir(directory: str | Path, overwrite: bool = False) -> list[ImportResult]:
     """Install weights copied from a connected machine. For each registered entry, DIR may hold
     ``DIR/<name>/<target file or folder name>`` (what ``fetch --into DIR`` writes),
-    ``DIR/<name>`` itself, or ``DIR/<target file or folder name>``. Files are checked
-    (size, sha256 where known) before they are copied to the entry's target."""
+    ``DIR/<name>`` itself, or ``DIR/<target file or folder name>``. Files are checked as
+    ``verify`` checks them (size, sha256 where known, header) before they are copied to the
+    entry's target."""
     root = Path(directory).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"weights import: {root} is not a folder")
@@ -480,11 +489,10 @@ def import_dir(directory: str | Path, overwrite: bool = False) -> list[ImportRes
             results.append(ImportResult(entry.name, "absent", f"not in {root}"))
             continue
         target = entry.target()
-        if entry.kind == "file":
-            problem = _check_file(entry, src)
-            if problem:
-                results.append(ImportResult(entry.name, "rejected", problem))
-                continue
+        problem = content_problem(entry, src)   # what `weights list` would call WRONG
+        if problem:
+            results.append(ImportResult(entry.name, "rejected", problem))
+            continue
         if _present(entry, target) is None and not overwrite:
             results.append(ImportResult(entry.name, "skipped", f"already at {target} (use --overwrite to replace)"))
             continue

@@ -10,6 +10,8 @@ wall time in motiongrid's driver code (handing out a cell, receiving its result,
 and row).
 
 Run: `OMP_NUM_THREADS=1 python benchmarks/bench_ray.py [--limit N]` (needs `pip install -e '.[ray]'`).
+Against a cluster of your own (docs/scaling.md): `... bench_ray.py --address HEAD_IP:6379`; the Ray
+run then uses every worker slot the cluster has (or --workers), and the local run this machine.
 """
 from __future__ import annotations
 
@@ -20,14 +22,14 @@ import time
 from pathlib import Path
 
 
-def timed_run(executor: str, out: Path, limit: int | None, workers: int | None) -> dict:
+def timed_run(executor: str, out: Path, limit: int | None, workers: int | None, address: str | None = None) -> dict:
     from motiongrid.bench.config import load_config
     from motiongrid.bench.runner import Runner
 
     os.environ["MOTIONGRID_CACHE"] = str(out.parent / f"cache-{executor}")   # cold cache for each
     config, source = load_config(None)
     runner = Runner(config, source, out, limit=limit, device="cpu", progress=False, executor=executor,
-                    workers=workers)
+                    workers=workers, ray_address=address)
     busy = {"s": 0.0}
     if executor == "ray":   # the driver's own code per cell: hand out, receive, write video then row
         for owner, name in ((Runner, "_commit"), (type(runner.executor), "_result")):
@@ -44,13 +46,16 @@ def timed_run(executor: str, out: Path, limit: int | None, workers: int | None) 
     summary = runner.run()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     assert summary.failed == 0 and summary.ok == summary.total, summary
-    return {"cells": summary.ok, "wall": wall, "cpu": cpu, "busy": busy["s"]}
+    workers = len(runner.executor.worker_info) if executor == "ray" else 1
+    return {"cells": summary.ok, "wall": wall, "cpu": cpu, "busy": busy["s"], "workers": workers}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="first N clips of the default grid (default: all 4)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, help="Ray workers (default: 2 on a local instance, all the cluster fits "
+                        "with --address)")
+    parser.add_argument("--address", help="HOST:PORT of a running Ray cluster (default: start one here)")
     parser.add_argument("--keep", help="write the two run directories under this folder (default: a temporary one)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -58,12 +63,14 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR")
+    if not args.address:   # a local instance, started before the clock (a cluster exists before a run)
+        args.workers = args.workers or 2
+        ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="ERROR")
     try:
         with tempfile.TemporaryDirectory(prefix="bench-ray-") as tmp:
             root = Path(args.keep or tmp)
             local = timed_run("local", root / "local", args.limit, None)
-            on_ray = timed_run("ray", root / "ray", args.limit, args.workers)
+            on_ray = timed_run("ray", root / "ray", args.limit, args.workers, args.address)
     finally:
         ray.shutdown()
     n = local["cells"]
@@ -71,7 +78,8 @@ def main() -> None:
     print("| executor | wall s | cells/s | × local | driver CPU ms/cell | driver code ms/cell |")
     print("|---|---:|---:|---:|---:|---:|")
     print(f"| local (1 thread) | {local['wall']:.1f} | {n / local['wall']:.3f} | 1.00 | | |")
-    print(f"| ray ({args.workers} workers × 1 thread) | {on_ray['wall']:.1f} | {n / on_ray['wall']:.3f} | "
+    where = f"at {args.address}" if args.address else "local instance"
+    print(f"| ray {where} ({on_ray['workers']} workers × 1 thread) | {on_ray['wall']:.1f} | {n / on_ray['wall']:.3f} | "
           f"{local['wall'] / on_ray['wall']:.2f} | {1000 * on_ray['cpu'] / n:.1f} | {1000 * on_ray['busy'] / n:.1f} |")
 
 

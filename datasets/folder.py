@@ -15,10 +15,18 @@ the released MotionFollower demo cases are (frames ``frame_<i>.<ext>``, numbered
     source_images/         the source video's frames (jpg or png)
     source_poses/          pose image per source frame (RGB skeleton on black)
     target_aligned_poses/  target pose per frame, aligned to the source subject
-    source_masks/          S: the source subject's silhouette (0/255 grey PNG)
+    source_masks/          S: the source subject's silhouette (a mask image per frame, see below)
     predicted_masks/       T: the source subject's silhouette in the target pose
     ground_truth/          optional (motiongrid's addition): the true edited video
     ground_truth_tracks.npz  optional: point tracks of the ground truth (as ``tracks``)
+
+Masks are read by one rule (``bench/clip.py`` MASK_RULE): a pixel is inside when it is not
+black (0/1 and 0/255 alike, any colour on black), palette PNGs by index != 0, fully
+transparent pixels outside. A mask the rule cannot read unambiguously (soft or anti-aliased
+edges, JPEG noise, partial transparency) and a mask folder that is empty in every frame are
+refused naming the file. Frames in every folder are numbered (``bench/video.py`` frame_files);
+a file that does not fit the numbering is refused naming it. The ground truth and its tracks
+must match the source video's frame count and size, like every other input.
 
 The released folders ``target_images``, ``target_poses`` and ``target_masks`` (the video the
 target motion was taken from) are not inputs of the edit and are ignored.
@@ -27,16 +35,20 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
+from pydantic import Field
 
-from motiongrid.bench.api import ClipSet
-from motiongrid.bench.clip import Clip, EditCase, file_digest, load_tracks
+from motiongrid.bench.api import ClipSet, ClipSetOptions
+from motiongrid.bench.clip import Clip, EditCase, file_digest, load_tracks, read_mask_folder
 from motiongrid.bench.errors import UserError
+from motiongrid.bench.files import file_stem, read_text
 from motiongrid.bench.registry import datasets
 from motiongrid.bench.video import VIDEO_SUFFIXES, alpha_background, read_video, to_uint8_hwc, write_video
 
@@ -80,22 +92,21 @@ def read_manifest(path: Path) -> list[dict]:
 
 def _parse_yaml(path: Path):
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        return yaml.safe_load(read_text(path)) or []
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ManifestError(f"{where}: not valid YAML ({exc.problem or exc.context})") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except yaml.YAMLError as exc:
         raise ManifestError(f"{path}: not valid YAML ({exc})") from None
 
 
 def _parse_csv(path: Path) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        try:
-            return list(reader)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise ManifestError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
+    reader = csv.DictReader(io.StringIO(read_text(path)))
+    try:
+        return list(reader)
+    except csv.Error as exc:
+        raise ManifestError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
 
 
 MANIFEST_NAMES = ("manifest.yaml", "manifest.yml", "manifest.csv")
@@ -132,6 +143,11 @@ class FolderClipSet(ClipSet):
     description = "videos (mp4/webm/gif) or frame folders under root, listed in a CSV/YAML manifest"
     default_path = None  # DAVIS fills a path from the id
 
+    class Options(ClipSetOptions):
+        root: str | None = Field(None, description="the dataset folder (required)")
+        manifest: str | None = Field(None, description="manifest file under root (default: found by name)")
+        alpha_background: Any = Field(None, description='"black", "white" or [r, g, b] in 0..255 for RGBA clips')
+
     def load(self) -> list[Clip]:
         if "root" not in self.options:
             raise ManifestError(f"clip set {self.name!r} needs option 'root' (the dataset folder)")
@@ -165,11 +181,6 @@ class FolderClipSet(ClipSet):
         return clips
 
 
-def _read_mask_folder(path: Path) -> torch.Tensor:
-    """(T, H, W) bool from 0/255 mask images (any channel count; > half grey is inside)."""
-    return read_video(path).frames.mean(dim=1) > 0.5
-
-
 def read_edit_case(root: Path, manifest: Path, row: dict) -> Clip:
     """One editing case folder (see the module doc) as a Clip with ``edit`` inputs."""
     cid = str(row["id"])
@@ -183,7 +194,7 @@ def read_edit_case(root: Path, manifest: Path, row: dict) -> Clip:
         raise ManifestError(f"{where}: case folder {case} lacks {missing}; an editing case holds "
                             f"{needed} (+ optional {EDIT_GROUND_TRUTH}/ and {EDIT_GROUND_TRUTH_TRACKS})")
     folders = {role: case / name for role, name in EDIT_FOLDERS}
-    loaders = {role: (lambda p=path: read_video(p)) if role.endswith("poses") else (lambda p=path: _read_mask_folder(p))
+    loaders = {role: (lambda p=path: read_video(p)) if role.endswith("poses") else (lambda p=path: read_mask_folder(p))
                for role, path in folders.items()}
     gt = case / EDIT_GROUND_TRUTH
     gt_tracks = gt_vis = None
@@ -237,18 +248,19 @@ def export_clips(clips: list[Clip], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for clip in clips:
+        stem = file_stem(clip.id)   # ids that differ only in case or non-ASCII stay apart
         if clip.is_edit:
-            export_edit_case(clip, out / clip.id)
-            rows.append({"id": clip.id, "case": clip.id, "prompt": clip.prompt,
+            export_edit_case(clip, out / stem)
+            rows.append({"id": clip.id, "case": stem, "prompt": clip.prompt,
                          **({"target_prompt": clip.target_prompt} if clip.target_prompt else {})})
             clip.release()
             continue
-        row = {"id": clip.id, "path": f"{clip.id}.mp4", "prompt": clip.prompt}
+        row = {"id": clip.id, "path": f"{stem}.mp4", "prompt": clip.prompt}
         write_video(clip.video, out / row["path"])
         if clip.target_prompt:
             row["target_prompt"] = clip.target_prompt
         if clip.tracks is not None:
-            row["tracks"] = f"{clip.id}.tracks.npz"
+            row["tracks"] = f"{stem}.tracks.npz"
             np.savez_compressed(out / row["tracks"], tracks=clip.tracks.numpy(),
                                 visibility=clip.visibility.numpy())
         rows.append(row)

@@ -10,6 +10,7 @@ object's own frame sits at  w = p_t + s_t * R(theta_t) q.  Tracks follow those m
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
@@ -31,6 +32,11 @@ COLOURS = {
 }
 KINDS = ("circle", "square", "triangle")
 MOTIONS = ("translate", "rotate", "scale", "pan", "zoom", "occlusion")
+# Motions only asked for by name (kept out of MOTIONS, the default, so default clips keep their
+# hashes): "opposing" is a camera following a subject — the object moves one way across the
+# frame while the background slides the opposite way, the scene where DMT's best-match score
+# cannot tell a video from itself played backwards (docs/metrics.md).
+EXTRA_MOTIONS = ("opposing",)
 FLAT_BACKGROUND = (0.08, 0.08, 0.10)  # the toy world's background colour
 
 # Named option sets. "toy" is the toy world (methods/toy.py trains on it): one plain circle or
@@ -44,6 +50,8 @@ PRESETS = {
         "describe_motion": False, "fps": 8.0,
     },
 }
+# Opposing motions with exact tracks: every clip an "opposing" scene on a textured background.
+PRESETS["opposing"] = {"size": 48, "frames": 12, "count": 4, "motions": ("opposing",), "speed": (0.025, 0.04)}
 # The toy editing world: toy clips as sources, each with a new trajectory from the same start
 # as the target motion, and the ground truth rendered along it (datasets/shapes.py "editing").
 PRESETS["edit"] = {**PRESETS["toy"], "edit": True}
@@ -91,6 +99,8 @@ class ClipSpec:
             "pan": "as the camera pans " + _direction(tuple(-v for v in self.pan)),
             "zoom": "as the camera zooms " + ("in" if self.zoom >= 1 else "out"),
             "occlusion": "moving " + _direction(self.velocity) + " behind a bar",
+            "opposing": "moving " + _direction(self.pan) + " as the background slides "
+                        + _direction(tuple(-v for v in self.pan)),
         }[self.motion]
         return f"a {self.colour} {texture}{self.kind} {verb} on {bg}"
 
@@ -130,7 +140,7 @@ class ShapesOptions:
 
     def __post_init__(self):
         for name, allowed, values in (("kinds", KINDS, self.kinds), ("colours", tuple(COLOURS), self.colours),
-                                      ("motions", MOTIONS, self.motions)):
+                                      ("motions", MOTIONS + EXTRA_MOTIONS, self.motions)):
             bad = [v for v in values if v not in allowed]
             if bad or not values:
                 raise ValueError(f"shapes option {name}={list(values)!r}: allowed values are {list(allowed)}")
@@ -158,12 +168,18 @@ def random_spec(rng: np.random.Generator, opts: ShapesOptions, motion: str | Non
         # start so the whole path stays inside the frame
         lo, hi = _start_box(velocity, radius, opts)
         position = tuple(float(rng.uniform(low, max(low, high))) for low, high in zip(lo, hi))
+    elif motion == "opposing":
+        # the camera pans at the object's speed, the object moves at twice that in the world:
+        # on screen the object moves by +velocity per frame, the background by -velocity
+        lo, hi = _start_box(velocity, radius, opts)
+        position = tuple(float(rng.uniform(low, max(low, high))) for low, high in zip(lo, hi))
+        opposing_pan, velocity = velocity, (2 * velocity[0], 2 * velocity[1])
     else:
         velocity = (0.0, 0.0)
         position = tuple(float(v) for v in rng.uniform(s * 0.4, s * 0.6, size=2))
     spin = float(rng.choice([-1, 1]) * rng.uniform(0.15, 0.3)) if motion == "rotate" else 0.0
     growth = float(rng.choice([0.96, 1.04])) if motion == "scale" else 1.0
-    pan = (0.0, 0.0)
+    pan = opposing_pan if motion == "opposing" else (0.0, 0.0)
     if motion == "pan":
         h = float(rng.uniform(0, 2 * np.pi))
         pan = (speed * np.cos(h), speed * np.sin(h))
@@ -438,24 +454,35 @@ def generate_clips(opts: ShapesOptions) -> list[Clip]:
 
 # ---- registration -------------------------------------------------------------------
 
-from motiongrid.bench.api import ClipSet  # noqa: E402  (api imports datasets.clip; keep it below)
+from motiongrid.bench.api import ClipSet, ClipSetOptions  # noqa: E402  (api imports datasets.clip; keep it below)
 from motiongrid.bench.registry import datasets  # noqa: E402
+
+
+def _options_model() -> type[ClipSetOptions]:
+    """The clip set's typed options: ``preset`` plus every ``ShapesOptions`` field (typed from
+    the dataclass, so the two cannot drift); value rules stay in ``ShapesOptions``."""
+    from typing import Literal, get_type_hints
+
+    from pydantic import Field, create_model
+
+    # a float option given as an int stays an int: clip hashes serialise options as given
+    hints = {k: int | float if v is float else v for k, v in get_type_hints(ShapesOptions).items()}
+    fields = {f.name: (hints[f.name], Field(f.default)) for f in dataclasses.fields(ShapesOptions)}
+    return create_model("ShapesClipSetOptions", __base__=ClipSetOptions,
+                        preset=(Literal[tuple(PRESETS)] | None, Field(None, description="a named option set")),
+                        **fields)
 
 
 @datasets.register("shapes")
 class ShapesClipSet(ClipSet):
     description = "procedural textured shapes with ground-truth tracks (no files needed)"
+    Options = _options_model()
 
     def load(self) -> list[Clip]:
-        opts = dict(self.options)
+        opts = dict(self.options)          # only the options the user set
         preset = opts.pop("preset", None)
         if preset is not None:
-            if preset not in PRESETS:
-                raise ValueError(f"shapes option preset={preset!r}: known presets are {sorted(PRESETS)}")
             opts = {**PRESETS[preset], **opts}   # explicit options override the preset
-        for key in ("kinds", "colours", "motions", "radius", "speed"):
-            if key in opts:
-                opts[key] = tuple(opts[key])
         try:
             options = ShapesOptions(**opts)
         except TypeError as exc:

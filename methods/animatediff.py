@@ -176,3 +176,59 @@ def animatediff_spec(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES
         default_preset=AnimateDiffBackbone.default_preset)
 
 
+
+
+# ---- real size, random weights (motiongrid profile; shape-only) ------------------------------
+# The released architectures' configs, written as data from their config.json files:
+# SD1.5 unet/config.json (Realistic Vision V6.0 B1 shares it), guoyww/animatediff-motion-adapter-v1-5-3,
+# stabilityai/sd-vae-ft-mse, and SD1.5's CLIP ViT-L/14 text_encoder/config.json.
+SD15_UNET_CONFIG = dict(
+    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32, norm_eps=1e-5, act_fn="silu",
+    downsample_padding=1, flip_sin_to_cos=True, freq_shift=0, mid_block_scale_factor=1)
+MOTION_ADAPTER_V3_CONFIG = dict(
+    block_out_channels=(320, 640, 1280, 1280), motion_layers_per_block=2, motion_mid_block_layers_per_block=1,
+    motion_num_attention_heads=8, motion_norm_num_groups=32, motion_max_seq_length=32, use_motion_mid_block=False)
+VAE_FT_MSE_CONFIG = dict(
+    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    norm_num_groups=32, act_fn="silu", sample_size=256, scaling_factor=0.18215)
+CLIP_L14_TEXT_CONFIG = dict(
+    vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+    max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768)
+
+
+class ShapeOnlyTokenizer:
+    """Token ids of the right shape for a shape-only run (no vocabulary files needed)."""
+    model_max_length = 77
+
+    def __call__(self, prompts, max_length: int = 77, **_):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(input_ids=torch.zeros(len(prompts), max_length, dtype=torch.long))
+
+
+def shape_only_backbone(model_id: str, frames: int, height: int, width: int, dtype: torch.dtype,
+                        device: torch.device) -> AnimateDiffBackbone:
+    """The AnimateDiff backbone at its released size with random weights, on the current default
+    device (``meta`` when estimating). Never loads or produces a result (motiongrid profile)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)   # built in the run's dtype: no fp32 copy ever exists
+    try:
+        unet = UNetMotionModel.from_unet2d(UNet2DConditionModel(**SD15_UNET_CONFIG),
+                                           MotionAdapter(**MOTION_ADAPTER_V3_CONFIG)).eval()
+        vae = AutoencoderKL(**VAE_FT_MSE_CONFIG).eval()
+        text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP_L14_TEXT_CONFIG)).eval()
+    finally:
+        torch.set_default_dtype(previous)
+    for module in (unet, vae, text_encoder):
+        module.requires_grad_(False)
+    return AnimateDiffBackbone(
+        model_id=model_id, unet=unet, scheduler=DDIMScheduler(**ANIMATEDIFF_SCHEDULER), num_frames=frames,
+        height=height, width=width, device=device, dtype=dtype, fingerprint={"shape_only": True},
+        vae=vae, text_encoder=text_encoder, tokenizer=ShapeOnlyTokenizer())

@@ -133,3 +133,16 @@ def load_backbone(model_id: str, device: torch.device, **kwargs) -> Backbone:
     if family not in _LOADERS:
         importlib.import_module(_BUILTIN[family])
     return _LOADERS[family](model_id, device, **kwargs)
+
+
+def shape_only_backbone(model_id: str, frames: int, height: int, width: int, dtype: torch.dtype,
+                        device: torch.device) -> tuple[Backbone, str]:
+    """The family's architecture at real size with random weights (``motiongrid profile``) and a
+    prompt its encoder takes; NotImplementedError for a family that has none."""
+    family = check_model_id(model_id).split(":", 1)[0]
+    module = importlib.import_module(_BUILTIN[family]) if family in _BUILTIN else None
+    build = getattr(module, "shape_only_backbone", None)
+    if build is None:
+        raise NotImplementedError(f"backbone family {family!r} has no real-size architecture to profile")
+    return (build(model_id, frames, height, width, dtype, device),
+            getattr(module, "SHAPE_ONLY_PROMPT", "a person walking on a beach"))

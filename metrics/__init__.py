@@ -6,24 +6,35 @@ declaration (tests/test_startup.py checks it).
 """
 from motiongrid.bench.registry import metrics
 
+_OPTIONS = "motiongrid.metrics.options"   # torch-free: listings and parsers read it
+
 metrics.declare("psnr", "motiongrid.metrics.fidelity:PSNR", higher_is_better=True, needs=frozenset({"reference"}),
+                Options=f"{_OPTIONS}:PSNROptions",
                 description="peak signal-to-noise ratio vs the reference, dB, mean over frames (data_range 1, float64; "
                             "identical frames 100 dB)")
 metrics.declare("ssim", "motiongrid.metrics.fidelity:SSIM", higher_is_better=True, needs=frozenset({"reference"}),
+                Options=f"{_OPTIONS}:SSIMOptions",
                 description="structural similarity vs the reference, mean over frames (gaussian sigma 1.5, valid region "
                             "as scikit-image)")
 metrics.declare("l1", "motiongrid.metrics.fidelity:L1", higher_is_better=False, needs=frozenset({"reference"}),
+                Options=f"{_OPTIONS}:BuiltinOptions",
                 description="mean absolute pixel difference vs the reference in [0,1] units, mean over frames")
 metrics.declare("lpips", "motiongrid.metrics.lpips:LPIPS", higher_is_better=False, needs=frozenset({"reference"}),
+                Options=f"{_OPTIONS}:BuiltinOptions",
                 description="LPIPS (AlexNet, v0.1) vs the reference, mean over frames")
 metrics.declare("fid", "motiongrid.metrics.fid:FID", higher_is_better=False, needs=frozenset({"reference"}),
+                Options=f"{_OPTIONS}:FIDOptions",
                 description="Fréchet Inception distance over frames (clean-fid, clean mode); per cell flagged unstable, "
                             "set-level over all cells")
 metrics.declare("clip_text", "motiongrid.metrics.clip:ClipText", higher_is_better=True, needs=frozenset({"prompt"}),
+                Options=f"{_OPTIONS}:ClipOptions",
                 description="CLIP text alignment: mean over frames of 100*max(cos(frame, prompt), 0) (open_clip)")
 metrics.declare("temporal_consistency", "motiongrid.metrics.clip:TemporalConsistency", higher_is_better=True,
                 needs=frozenset(),
+                Options=f"{_OPTIONS}:ClipOptions",
                 description="mean cosine similarity of CLIP image embeddings of consecutive frames (open_clip)")
 metrics.declare("motion_fidelity", "motiongrid.metrics.motion:MotionFidelity", higher_is_better=True,
                 needs=frozenset({"reference"}),
-                description="DMT motion fidelity from point tracks (symmetric and DMT one-way variants)")
+                Options=f"{_OPTIONS}:MotionFidelityOptions",
+                description="motion fidelity from point tracks: paired (location-aware, same start points) and "
+                            "DMT's location-agnostic symmetric and one-way variants")

@@ -13,7 +13,7 @@ unless the ``resample`` option says which side to change:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -21,37 +21,24 @@ from motiongrid.bench.api import AlignmentError, Metric, MetricUnavailable
 from motiongrid.bench.cache import FeatureCache
 from motiongrid.bench.clip import Clip
 from motiongrid.bench.video import Video, resample_frames, resize_frames, sample_frame_indices
-
-RESAMPLE_CHOICES = ("reference-to-generated", "generated-to-reference")
+from motiongrid.metrics.options import RESAMPLE_CHOICES, BuiltinOptions
 
 
 class BaseMetric(Metric):
-    """A built-in metric. ``defaults`` lists its own options; unknown options are a TypeError
-    and bad values a ValueError (the runner turns both into config errors). Models load on
-    first use (or in ``prepare``), after ``available()`` said they can."""
-    common: ClassVar[dict[str, Any]] = {"resample": None, "batch_size": 16, "cache": True, "cache_dir": None}
-    defaults: ClassVar[dict[str, Any]] = {}
+    """A built-in metric. ``Options`` (a subclass of ``BuiltinOptions``, metrics/options.py)
+    types its options; unknown keys and bad values are an ``OptionsError`` (the runner turns it
+    into a config error). Models load on first use (or in ``prepare``), after ``available()``
+    said they can."""
+    Options = BuiltinOptions
 
     def __init__(self, **options: Any) -> None:
-        allowed = {**self.common, **self.defaults}
-        unknown = sorted(set(options) - set(allowed))
-        if unknown:
-            raise TypeError(f"metric {self.name!r}: unknown option(s) {unknown}; allowed: {sorted(allowed)}")
-        merged = {**allowed, **options}
-        super().__init__(**merged)
-        if merged["resample"] not in (None, "none", *RESAMPLE_CHOICES):
-            raise ValueError(f"metric {self.name!r}: resample={merged['resample']!r}; expected one of "
-                             f"{list(RESAMPLE_CHOICES)} or None")
-        if merged["resample"] == "none":
-            self.options["resample"] = None
-        if not isinstance(merged["batch_size"], int) or merged["batch_size"] < 1:
-            raise ValueError(f"metric {self.name!r}: batch_size must be a positive int, got {merged['batch_size']!r}")
-        self.cache = FeatureCache(merged["cache_dir"], enabled=bool(merged["cache"]))
+        super().__init__(**options)
+        self.cache = FeatureCache(self.opts.cache_dir, enabled=self.opts.cache)
         self._prepared = False
         self.check_options()
 
     def check_options(self) -> None:
-        """Subclasses validate their own option values here (raise ValueError)."""
+        """What a type cannot say (options that depend on each other); raise ValueError."""
 
     def prepare(self, device: torch.device) -> None:
         reason = self.available()
@@ -69,7 +56,7 @@ class BaseMetric(Metric):
             self.prepare(self.device)
 
     def batches(self, n: int):
-        step = self.options["batch_size"]
+        step = self.opts.batch_size
         for start in range(0, n, step):
             yield slice(start, min(n, start + step))
 
@@ -129,7 +116,3 @@ def reference_settings(aligned: Aligned) -> dict:
     """What about the reference side changes cached features (its aligned shape and how)."""
     return {"shape": list(aligned.reference.shape), "resampled": aligned.resampled if aligned.reference_changed else None}
 
-
-def check_choice(metric: str, option: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"metric {metric!r}: {option}={value!r}; expected one of {list(choices)}")

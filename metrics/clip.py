@@ -30,6 +30,7 @@ from motiongrid.bench.clip import Clip
 from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video, to_uint8_hwc
 from motiongrid.metrics._common import BaseMetric
+from motiongrid.metrics.options import ClipOptions
 
 # (open_clip model, pretrained tag) -> weights entry holding that tag's file
 KNOWN_WEIGHTS = {("ViT-B-32", "openai"): "openclip-vit-b-32-openai"}
@@ -63,12 +64,8 @@ def tokenize_keep_eot(tokenizer, texts: list[str], context_length: int | None = 
 
 
 class _ClipMetric(BaseMetric):
-    defaults = {"model": "ViT-B-32", "pretrained": "openai", "weights": None, "quick_gelu": None}
+    Options = ClipOptions
 
-    def check_options(self) -> None:
-        for key in ("model", "pretrained"):
-            if not isinstance(self.options[key], str) or not self.options[key]:
-                raise ValueError(f"metric {self.name!r}: {key} must be a non-empty string, got {self.options[key]!r}")
 
     # -- which file ---------------------------------------------------------------------
     def _weight_source(self) -> tuple[str | None, Path | None]:

@@ -38,9 +38,9 @@ from motiongrid.bench.clip import Clip
 from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video, hash_frames, to_uint8_hwc
 from motiongrid.metrics._common import BaseMetric, align, reference_settings
+from motiongrid.metrics.options import FEATURE_DIM, FIDOptions
 
 WEIGHT = "cleanfid-inception"
-FEATURE_DIM = 2048
 
 
 class FewSamplesWarning(UserWarning):
@@ -100,11 +100,8 @@ class FID(BaseMetric):
     ideal = {"value": 0.0}
     needs = frozenset({"reference"})
     set_level = True   # the runner stores one FID per label over all its cells
-    defaults = {"min_samples": FEATURE_DIM}
+    Options = FIDOptions
 
-    def check_options(self) -> None:
-        if not isinstance(self.options["min_samples"], int) or self.options["min_samples"] < 2:
-            raise ValueError(f"metric 'fid': min_samples must be an int >= 2, got {self.options['min_samples']!r}")
 
     def available(self) -> str | None:
         try:

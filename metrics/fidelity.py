@@ -30,6 +30,7 @@ from motiongrid.bench.clip import Clip
 from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video
 from motiongrid.metrics._common import BaseMetric, align
+from motiongrid.metrics.options import CAPPED_PSNR, PSNROptions, SSIMOptions
 
 
 class _FrameMetric(BaseMetric):
@@ -53,7 +54,6 @@ class _FrameMetric(BaseMetric):
 
 
 IDENTICAL_MSE = 1e-10     # the field's scripts: a frame this close to its reference scores 100 dB
-CAPPED_PSNR = 100.0
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
 
 
@@ -87,11 +87,7 @@ class PSNR(_FrameMetric):
                    "identical frames 100 dB)")
     higher_is_better = True
     ideal = CAPPED_PSNR
-    defaults = {"identical": "cap"}
-
-    def check_options(self) -> None:
-        if self.options["identical"] not in ("cap", "inf"):
-            raise ValueError(f"metric 'psnr': identical must be 'cap' (100 dB) or 'inf', got {self.options['identical']!r}")
+    Options = PSNROptions
 
     def preprocessing(self) -> dict:
         identical = (f"frames with MSE < {IDENTICAL_MSE:g} score {CAPPED_PSNR:g} dB" if self.options["identical"] == "cap"
@@ -115,11 +111,7 @@ class SSIM(_FrameMetric):
                    "as scikit-image)")
     higher_is_better = True
     ideal = 1.0
-    defaults = {"border": "valid"}
-
-    def check_options(self) -> None:
-        if self.options["border"] not in ("valid", "reflect-padded"):
-            raise ValueError(f"metric 'ssim': border must be 'valid' or 'reflect-padded', got {self.options['border']!r}")
+    Options = SSIMOptions
 
     def preprocessing(self) -> dict:
         valid = self.options["border"] == "valid"

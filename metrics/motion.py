@@ -17,6 +17,11 @@ Result keys:
 - ``dmt_one_way`` — DMT's released code: mean over generated tracks m of max over reference
   tracks n of sim(n,m), without the identity matrix the code subtracts (a leftover).
 - ``n_reference`` / ``n_generated`` — tracks that entered the score.
+- ``paired`` (the headline) — location-aware: generated track k started from the same query
+  point as reference track k and is compared with it alone (``paired_fidelity``); DMT's
+  best-match-anywhere cannot tell a scene with opposite motions from itself played backwards.
+- ``endpoint_error`` (lower is better) / ``n_paired`` — paired positions' mean distance over
+  the frame diagonal / pairs that entered.
 Identical motion gives 1; exactly opposite motion gives -1.
 
 Trackers (option ``tracker``; ``preprocessing()`` records the one used):
@@ -38,6 +43,8 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,35 +54,42 @@ from motiongrid.bench import weights
 from motiongrid.bench.clip import Clip
 from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video, to_0_255, to_uint8_hwc
-from motiongrid.metrics._common import BaseMetric, align, check_choice, reference_settings
+from motiongrid.metrics._common import BaseMetric, align, reference_settings
+from motiongrid.metrics.options import MotionFidelityOptions
 
-TRACKERS = ("auto", "cotracker", "lk", "gt")
 COTRACKER_WEIGHTS = ("cotracker-hub-repo", "cotracker3-offline")
 COTRACKER_ENTRYPOINT = "cotracker3_offline"
 
 
 # ---- the score -----------------------------------------------------------------------------
 
-def track_similarity(ref_tracks: torch.Tensor, ref_vis: torch.Tensor, gen_tracks: torch.Tensor,
-                     gen_vis: torch.Tensor, static_px: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
-    """sim (N, M) and a mask (N, M) of defined pairs; rules in the module doc."""
+def _steps(tracks: torch.Tensor, vis: torch.Tensor, static_px: float):
+    """Per frame step (T-1, K): unit displacement (zero when static), moving flag, and whether
+    the step counts (visible at t and t+1); flags as float64 for the einsums."""
+    tracks = tracks.double()
+    d = tracks[1:] - tracks[:-1]                                  # (T-1, K, 2)
+    norm = d.norm(dim=-1)
+    moving = norm >= static_px
+    unit = torch.where(moving[..., None], d / norm.clamp(min=1e-12)[..., None], torch.zeros_like(d))
+    vis = vis.bool()
+    valid = (vis[1:] & vis[:-1]).double()
+    return unit, moving.double(), valid
+
+
+def _both_steps(ref_tracks, ref_vis, gen_tracks, gen_vis, static_px: float):
+    """``_steps`` of both sides, after checking they cover the same >= 2 frames."""
     if ref_tracks.shape[0] != gen_tracks.shape[0]:
         raise ValueError(f"motion_fidelity: reference tracks have {ref_tracks.shape[0]} frames, "
                          f"generated {gen_tracks.shape[0]}")
     if ref_tracks.shape[0] < 2:
         raise ValueError("motion_fidelity: tracks need at least 2 frames")
+    return _steps(ref_tracks, ref_vis, static_px), _steps(gen_tracks, gen_vis, static_px)
 
-    def steps(tracks, vis):
-        tracks = tracks.double()
-        d = tracks[1:] - tracks[:-1]                                  # (T-1, K, 2)
-        norm = d.norm(dim=-1)
-        moving = norm >= static_px
-        unit = torch.where(moving[..., None], d / norm.clamp(min=1e-12)[..., None], torch.zeros_like(d))
-        valid = (vis[1:] & vis[:-1]).double()
-        return unit, moving.double(), valid
 
-    ur, mr, vr = steps(ref_tracks, ref_vis.bool())
-    ug, mg, vg = steps(gen_tracks, gen_vis.bool())
+def track_similarity(ref_tracks: torch.Tensor, ref_vis: torch.Tensor, gen_tracks: torch.Tensor,
+                     gen_vis: torch.Tensor, static_px: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """sim (N, M) and a mask (N, M) of defined pairs; rules in the module doc."""
+    (ur, mr, vr), (ug, mg, vg) = _both_steps(ref_tracks, ref_vis, gen_tracks, gen_vis, static_px)
     both_moving = torch.einsum("tnd,tmd->nm", ur * (vr * mr)[..., None], ug * (vg * mg)[..., None])
     both_static = torch.einsum("tn,tm->nm", vr * (1 - mr), vg * (1 - mg))
     count = torch.einsum("tn,tm->nm", vr, vg)
@@ -111,6 +125,36 @@ def motion_fidelity(ref_tracks: torch.Tensor, ref_vis: torch.Tensor, gen_tracks:
     one_way = float(best_ref_per_gen.mean())
     return {"symmetric": 0.5 * (one_way + float(best_gen_per_ref.mean())), "dmt_one_way": one_way,
             "n_reference": float(ref_ok.sum()), "n_generated": float(gen_ok.sum())}
+
+
+def paired_fidelity(ref_tracks: torch.Tensor, ref_vis: torch.Tensor, gen_tracks: torch.Tensor,
+                    gen_vis: torch.Tensor, frame_hw: tuple[int, int], static_px: float = 0.5,
+                    empty_score: float | None = None) -> dict[str, float | None]:
+    """The location-aware variant: generated track k started from the same query point as
+    reference track k (both (T, N, 2)), so each is compared with its own partner only.
+
+    ``paired``: per pair, the mean over steps both see of DMT's step agreement (cos when both
+    move, 1 when both rest, 0 otherwise); mean over pairs with a counted step — sim(n, n) of
+    ``track_similarity``. Reversed motion gives -1 wherever the reference moves.
+    ``endpoint_error``: mean over pairs and frames t >= 1 both see of |g_t - r_t| / frame
+    diagonal (0 = same positions, lower is better). ``n_paired``: pairs with a counted step."""
+    if ref_tracks.shape != gen_tracks.shape:
+        raise ValueError(f"motion_fidelity: paired tracks differ in shape: reference {tuple(ref_tracks.shape)}, "
+                         f"generated {tuple(gen_tracks.shape)}")
+    (ur, mr, vr), (ug, mg, vg) = _both_steps(ref_tracks, ref_vis, gen_tracks, gen_vis, static_px)
+    agree = (ur * ug).sum(-1) * mr * mg + (1 - mr) * (1 - mg)     # (T-1, N)
+    count = (vr * vg).sum(0)
+    ok = count > 0
+    both = (ref_vis.bool() & gen_vis.bool())[1:]
+    dist = (gen_tracks.double() - ref_tracks.double())[1:].norm(dim=-1) / math.hypot(*frame_hw)
+    epe = float(dist[both].mean()) if both.any() else None
+    if not ok.any():
+        if empty_score is None:
+            raise ValueError("motion_fidelity: no generated track is visible over a frame step with its "
+                             "reference partner; nothing to compare")
+        return {"paired": empty_score, "endpoint_error": epe, "n_paired": 0.0}
+    per_pair = (agree * vr * vg).sum(0)[ok] / count[ok]
+    return {"paired": float(per_pair.clamp(-1.0, 1.0).mean()), "endpoint_error": epe, "n_paired": float(ok.sum())}
 
 
 # ---- trackers ------------------------------------------------------------------------------
@@ -213,12 +257,24 @@ def cotracker_track(model: torch.nn.Module, frames: torch.Tensor, device: torch.
 
 @metrics.register("motion_fidelity")
 class MotionFidelity(BaseMetric):
-    description = "DMT motion fidelity from point tracks (symmetric and DMT one-way variants)"
+    description = ("motion fidelity from point tracks: paired (location-aware, same start points) and "
+                   "DMT's location-agnostic symmetric and one-way variants")
     higher_is_better = True
-    ideal = {"symmetric": 1.0, "dmt_one_way": 1.0}
+    ideal = {"symmetric": 1.0, "dmt_one_way": 1.0, "paired": 1.0, "endpoint_error": 0.0}
     needs = frozenset({"reference"})
-    defaults = {"tracker": "auto", "grid_size": 30, "static_px": 0.5, "points": "all",
-                "lk_win": 15, "lk_levels": 3, "lk_fb_px": 1.0}
+    Options = MotionFidelityOptions
+    # The key a report leads with: DMT's variants match each track with its best partner
+    # anywhere in the frame, so a video played backwards scores ~0.95 when the scene holds
+    # opposite motions (docs/metrics.md); the paired variant cannot be fooled that way.
+    headline = "paired"
+    directions = {"endpoint_error": False}
+    key_descriptions = {
+        "paired": "each generated track vs the reference track from the same start point: direction "
+                  "agreement per step (1 same, 0 frozen, -1 reversed)",
+        "endpoint_error": "mean distance between paired tracks' positions / frame diagonal (0 = same path)",
+        "symmetric": "DMT (paper form): each track vs its best-matching track anywhere in the frame, both ways",
+        "dmt_one_way": "DMT (released code): each generated track vs its best-matching reference track",
+    }
     # points="moving": score only reference tracks that move (mean step >= static_px) — the
     # role DMT's optional mask box plays. Without it, on a static background every static
     # generated track "agrees" with the background and a frozen video scores like the
@@ -227,12 +283,6 @@ class MotionFidelity(BaseMetric):
     # survives (lost, or nothing moves), the reference motion was not reproduced: score 0.
 
     def check_options(self) -> None:
-        check_choice(self.name, "tracker", self.options["tracker"], TRACKERS)
-        check_choice(self.name, "points", self.options["points"], ("all", "moving"))
-        if not isinstance(self.options["grid_size"], int) or self.options["grid_size"] < 2:
-            raise ValueError(f"metric 'motion_fidelity': grid_size must be an int >= 2, got {self.options['grid_size']!r}")
-        if float(self.options["static_px"]) < 0:
-            raise ValueError("metric 'motion_fidelity': static_px must be >= 0")
         if self.options["tracker"] == "gt":
             self.needs = frozenset({"reference", "tracks"})
 
@@ -293,47 +343,77 @@ class MotionFidelity(BaseMetric):
             return cotracker_track(self.model, frames, self.device, queries=queries)
         return lk_track(frames, queries, o["lk_win"], o["lk_levels"], float(o["lk_fb_px"]))
 
-    def tracks(self, generated: Video, clip: Clip):
-        """(reference tracks, visibility, generated tracks, visibility) after alignment."""
+    def tracks(self, generated: Video, clip: Clip) -> Tracked:
+        """Reference and generated tracks after alignment (see ``Tracked``)."""
         self.ensure_prepared()
         tracker = self.resolved_tracker()
         pair = align(self.name, generated, clip, self.options["resample"], with_tracks=tracker == "gt")
+        hw = tuple(pair.generated.shape[-2:])
         if tracker == "gt":
             if pair.ref_tracks is None:
                 raise ValueError(f"motion_fidelity (tracker gt): clip {clip.id!r} has no ground-truth tracks; "
                                  f"use tracker 'lk', 'cotracker' or 'auto'")
             ref_t, ref_v = pair.ref_tracks.float(), pair.ref_visibility.bool()
             if self.moving_only:
-                ref_t, ref_v = self._moving(ref_t, ref_v, clip)
+                keep = self._moving(ref_t, ref_v, clip)
+                ref_t, ref_v = ref_t[:, keep], ref_v[:, keep]
             start = ref_v[0]
             if not start.any():
                 raise ValueError(f"motion_fidelity (tracker gt): clip {clip.id!r} has no track visible at frame 0")
             gen_t, gen_v = self._track(self.generated_tracker(), pair.generated, ref_t[0][start])
-            return ref_t, ref_v, gen_t, gen_v
+            return Tracked(ref_t, ref_v, gen_t, gen_v, start.nonzero()[:, 0], hw)
         settings = {**self.tracker_settings(tracker), **reference_settings(pair)}
         ref = self.cache.get_or_compute(
             clip.content_hash, f"tracks-{tracker}", settings,
             lambda: dict(zip(("tracks", "visibility"), self._track(tracker, pair.reference, None))))
-        gen_t, gen_v = self._track(tracker, pair.generated, None)
+        gen_t, gen_v = self._track(tracker, pair.generated, None)   # the same grid: track k <-> track k
         ref_t, ref_v = ref["tracks"], ref["visibility"].bool()
+        partner = torch.arange(ref_t.shape[1])
         if self.moving_only:
-            ref_t, ref_v = self._moving(ref_t, ref_v, clip)
-            keep = moving_tracks(gen_t, gen_v, float(self.options["static_px"]))
-            gen_t, gen_v = gen_t[:, keep], gen_v[:, keep]
-        return ref_t, ref_v, gen_t, gen_v
+            keep_ref = self._moving(ref_t, ref_v, clip)
+            keep_gen = moving_tracks(gen_t, gen_v, float(self.options["static_px"]))
+            # DMT's sets: moving reference tracks, moving generated tracks; pairs: moving reference
+            # tracks with their partners, moving or not (a partner at rest has not followed)
+            pairs = Tracked(ref_t[:, keep_ref], ref_v[:, keep_ref], gen_t[:, keep_ref], gen_v[:, keep_ref],
+                            torch.arange(int(keep_ref.sum())), hw)
+            return Tracked(ref_t[:, keep_ref], ref_v[:, keep_ref], gen_t[:, keep_gen], gen_v[:, keep_gen],
+                           None, hw, pairs)
+        return Tracked(ref_t, ref_v, gen_t, gen_v, partner, hw)
 
     @property
     def moving_only(self) -> bool:
         return self.options["points"] == "moving"
 
-    def _moving(self, tracks: torch.Tensor, vis: torch.Tensor, clip: Clip):
+    def _moving(self, tracks: torch.Tensor, vis: torch.Tensor, clip: Clip) -> torch.Tensor:
         keep = moving_tracks(tracks, vis, float(self.options["static_px"]))
         if not keep.any():
             raise ValueError(f"motion_fidelity (points=moving): no reference track of clip {clip.id!r} moves "
                              f"by {self.options['static_px']} px per frame or more")
-        return tracks[:, keep], vis[:, keep]
+        return keep
 
     def score(self, generated: Video, clip: Clip) -> dict[str, float]:
-        ref_t, ref_v, gen_t, gen_v = self.tracks(generated, clip)
-        return motion_fidelity(ref_t, ref_v, gen_t, gen_v, float(self.options["static_px"]),
-                               empty_score=0.0 if self.moving_only else None)
+        t = self.tracks(generated, clip)
+        static, empty = float(self.options["static_px"]), 0.0 if self.moving_only else None
+        result = motion_fidelity(t.ref_tracks, t.ref_vis, t.gen_tracks, t.gen_vis, static, empty_score=empty)
+        p = t.paired()
+        result.update(paired_fidelity(p.ref_tracks[:, p.partner], p.ref_vis[:, p.partner], p.gen_tracks, p.gen_vis,
+                                      t.frame_hw, static, empty_score=empty))
+        return result
+
+
+@dataclass
+class Tracked:
+    """Both sides' tracks (T, N, 2) / (T, M, 2) with visibility, as DMT's score takes them, and
+    which reference track each generated track started from (``partner``: (M,) indices), for
+    the paired variant. ``pairs``, when set, holds a different selection for the pairs (with
+    points="moving" DMT drops generated tracks at rest; the pairs keep them)."""
+    ref_tracks: torch.Tensor
+    ref_vis: torch.Tensor
+    gen_tracks: torch.Tensor
+    gen_vis: torch.Tensor
+    partner: torch.Tensor | None
+    frame_hw: tuple[int, int]
+    pairs: Tracked | None = None
+
+    def paired(self) -> Tracked:
+        return self.pairs or self

@@ -75,10 +75,13 @@ def keys_with_values(data: RunData, keys: Sequence[str]) -> list[str]:
 
 
 def pick_headline(data: RunData) -> str | None:
-    """The metric a reader looks at first: symmetric motion fidelity when the run has it (the
-    paper's form of DMT's score), then any motion fidelity, then PSNR, then the first metric."""
+    """The metric a reader looks at first: the headline key a metric recorded in run.json
+    (motion fidelity's location-aware "paired"), else symmetric motion fidelity (the paper's
+    form of DMT's score; runs before the paired variant), then any motion fidelity, then PSNR,
+    then the first metric."""
     keys = keys_with_values(data, data.metric_keys)
     tests = [
+        lambda k: k in {f"{i.name}.{i.headline}" for i in data.info.values() if i.headline},
         lambda k: "fidelity" in k and "sym" in k,
         lambda k: "motion_fidelity" in k,
         lambda k: "fidelity" in k,

@@ -110,7 +110,8 @@ class Comparison:
     missing: list[dict] = field(default_factory=list)      # ok in base, absent from new
     lost_values: list[dict] = field(default_factory=list)  # metric value in base, none in new
     fixed: list[dict] = field(default_factory=list)        # failed in base, ok in new
-    added: int = 0
+    added: int = 0          # cells only in new
+    only_base: int = 0      # cells only in base (ok or not)
     notes: list[str] = field(default_factory=list)
     ignore_settings: bool = False
     incomparable: dict[str, str] = field(default_factory=dict)  # metric -> its settings that differ
@@ -121,10 +122,25 @@ class Comparison:
         return [d for d in self.deltas if d.status == "regressed"]
 
     @property
+    def nothing_compared(self) -> bool:
+        """No cell is ok in both runs: a gate that compared nothing must not pass (an empty base,
+        or runs of different grids that share no label + clip + seed)."""
+        return self.matched == 0
+
+    @property
     def failing(self) -> bool:
         gated_missing = not self.allow_missing and (self.missing or self.lost_values)
         measured_otherwise = not self.ignore_settings and (self.incomparable or self.changed_clips)
-        return bool(self.regressions or self.failed_now or gated_missing or measured_otherwise)
+        return bool(self.regressions or self.failed_now or gated_missing or measured_otherwise
+                    or self.nothing_compared)
+
+    @property
+    def overlap(self) -> str:
+        """How far the runs' cells overlap, in counts (shown whenever it is not complete)."""
+        base, new = len(self.base.rows), len(self.new.rows)
+        both = base - self.only_base
+        return (f"{both} of {base} base cells are in new ({self.matched} ok in both); "
+                f"{self.only_base} only in base, {self.added} only in new (of {new})")
 
 
 def _tolerance_for(key: str, tolerances: dict[str, Tolerance]) -> Tolerance | None:
@@ -201,6 +217,7 @@ def compare_runs(base: RunData, new: RunData, tolerances: dict[str, Tolerance],
         elif br["status"] == "ok":
             paired.append((br, nr))
     comp.added = sum(1 for k in n if k not in b)
+    comp.only_base = sum(1 for k in b if k not in n)
     comp.matched = len(paired)
     comp.notes = list(dict.fromkeys(comp.notes))
 
@@ -245,8 +262,10 @@ def render_markdown(comp: Comparison) -> str:
     overrides = {k: str(v) for k, v in comp.tolerances.items() if k != "default"}
     ctx = {
         "failing": comp.failing,
-        "verdict": "regression" if comp.regressions or comp.failed_now or (comp.missing or comp.lost_values)
-        and not comp.allow_missing else "not comparable",
+        "verdict": "nothing compared" if comp.nothing_compared else "regression" if comp.regressions
+        or comp.failed_now or (comp.missing or comp.lost_values) and not comp.allow_missing else "not comparable",
+        "nothing_compared": comp.nothing_compared,
+        "overlap": comp.overlap if comp.only_base or comp.added or comp.nothing_compared else "",
         "base": comp.base, "new": comp.new,
         "base_git": (comp.base.run.get("git_sha") or "")[:10], "new_git": (comp.new.run.get("git_sha") or "")[:10],
         "matched": comp.matched, "added": comp.added,

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from motiongrid.bench.errors import UserError
 from motiongrid.bench.store import Store, cells_digest
+from motiongrid.bench.video import artifact_problems, describe_artifact_problems
 
 # Resource columns aggregated next to the metrics. They are lower-is-better and, being noisy,
 # never gate `compare` unless a tolerance names them.
@@ -40,6 +41,9 @@ class MetricInfo:
     score_keys: list[str] | None = None  # for dict metrics, when run.json names them
     reference: str | None = None         # what it compared with (the clip, or an edit's ground truth)
     set_level: bool = False              # also computed once per label over all its cells
+    headline: str | None = None          # a dict metric's lead key (run.json), e.g. "paired"
+    directions: dict = field(default_factory=dict)        # {key: higher_is_better} where it differs
+    key_descriptions: dict = field(default_factory=dict)  # {key: what it measures, one line}
 
     @property
     def arrow(self) -> str:
@@ -68,9 +72,12 @@ class RunData:
         ("motion_fidelity.symmetric" -> "motion_fidelity")."""
         if key in self.info:
             return self.info[key]
-        base = key.split(".", 1)[0]
+        base, _, sub = key.partition(".")
         if base in self.info:
-            return self.info[base]
+            info = self.info[base]
+            if sub in info.directions:   # e.g. an error inside a higher-is-better metric
+                return replace(info, name=key, higher_is_better=info.directions[sub])
+            return info
         if key == MEMORY_KEY or key.startswith(TIME_PREFIX):
             return MetricInfo(key, higher_is_better=False)
         return MetricInfo(key, higher_is_better=None)
@@ -190,6 +197,9 @@ def load_run(run_dir: str | Path) -> RunData:
             score_keys=m.get("score_keys") if isinstance(m.get("score_keys"), list) else None,
             reference=m.get("reference") if isinstance(m.get("reference"), str) else None,
             set_level=m.get("set_level") is True,
+            headline=m.get("headline") if isinstance(m.get("headline"), str) else None,
+            directions={k: v for k, v in (m.get("directions") or {}).items() if isinstance(v, bool)},
+            key_descriptions={k: str(v) for k, v in (m.get("key_descriptions") or {}).items()},
         )
 
     # Label order: as configured (run.json), then any others in store order.
@@ -223,6 +233,12 @@ def load_run(run_dir: str | Path) -> RunData:
             if flagged:
                 data.notes.append(f"{k.split('.', 1)[0]} is flagged unstable in {flagged} of "
                                 f"{sum(r['status'] == 'ok' for r in rows)} cells (too few samples for a stable estimate)")
+    ok_cells = sum(r["status"] == "ok" for r in rows)
+    if not (path / "videos").is_dir() and ok_cells:
+        warnings.append(f"no videos/ folder: a store-only copy; the {ok_cells} ok cells' numbers cannot be "
+                        "re-checked or previewed")
+    elif problems := artifact_problems(path, rows):
+        warnings.append(describe_artifact_problems(problems, ok_cells))
     unknown = [k for k in metric_keys if data.metric_info(k).higher_is_better is None]
     if unknown and run:
         warnings.append("direction unknown (not in run.json) for: " + ", ".join(unknown))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from markupsafe import Markup
 
+from motiongrid.reports import cells as cell_browser
 from motiongrid.reports import plots
 from motiongrid.reports.aggregate import (
     aggregate,
@@ -59,6 +60,7 @@ class Asset:
 
 
 def _slug(text: str) -> str:
+    # readable only: asset names start with their index, which keeps look-alike names apart
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:60] or "x"
 
 
@@ -71,6 +73,7 @@ class Column:
     arrow: str
     direction: str  # tooltip text
     resource: bool = False
+    meaning: str = ""  # one line: what this key of a dict metric measures (run.json)
 
 
 @dataclass
@@ -101,7 +104,8 @@ def _columns(data: RunData, keys: list[str]) -> list[Column]:
             title = k[len("time."):] + " (s)"
         direction = {True: "higher is better", False: "lower is better", None: "direction unknown"}[hib]
         cols.append(Column(k, title, data.metric_info(k).arrow, direction,
-                           resource=k == MEMORY_KEY or k.startswith("time.")))
+                           resource=k == MEMORY_KEY or k.startswith("time."),
+                           meaning=data.metric_info(k).key_descriptions.get(k.partition(".")[2], "")))
     return cols
 
 
@@ -320,7 +324,8 @@ def _provenance(data: RunData) -> dict:
 
 
 def build_context(data: RunData, headline: str | None = None, previews: int = DEFAULT_PREVIEWS,
-                  baseline: str | None = None) -> dict:
+                  baseline: str | None = None, out_dir: Path | None = None,
+                  embed_mb: float = cell_browser.DEFAULT_EMBED_MB) -> dict:
     quality = [k for k in data.metric_keys
                if data.metric_info(k).available or keys_with_values(data, [k])]
     if headline is not None and headline not in quality:
@@ -343,13 +348,13 @@ def build_context(data: RunData, headline: str | None = None, previews: int = DE
     sweep_keys = ([headline] if headline in with_values else []) + [k for k in with_values if k != headline]
     sweep_keys = sweep_keys[:MAX_SWEEP_METRICS]
     sweeps = plots.find_sweeps(data) if sweep_keys else []
-    sweep_assets = [Asset(f"sweep-{_slug(s.method)}-{_slug(s.param)}.png", "image/png",
+    sweep_assets = [Asset(f"sweep-{i:02d}-{_slug(s.method)}-{_slug(s.param)}.png", "image/png",
                           plots.sweep_plot(data, s, summary, sweep_keys),
                           title=f"{s.method}: vs {s.param}",
                           alt=f"Metrics of {s.method} against parameter {s.param}",
                           caption="Each point is one label's mean over clips and seeds; bars are the 95% bootstrap CI."
                           + (" One line per value of the other varying parameters." if len(s.series) > 1 else ""))
-                    for s in sweeps]
+                    for i, s in enumerate(sweeps)]
     if not sweeps:
         notes["sweeps"] = ("No numeric parameter takes two or more values within one method, "
                            "so there is no sweep to plot.")
@@ -394,7 +399,7 @@ def build_context(data: RunData, headline: str | None = None, previews: int = DE
     failed = [{"label": r["label"], "clip": r["clip_id"], "seed": r["seed"], "reason": r.get("reason") or ""}
               for r in data.rows if r["status"] == "failed"]
     run = data.run
-    cells = run.get("cells") or {}
+    planned = (run.get("cells") or {}).get("total")
     total = len(data.rows)
     n_ok = sum(r["status"] == "ok" for r in data.rows)
     memory_kinds = sorted({r["memory_kind"] for r in data.rows if r.get("memory_kind")})
@@ -407,7 +412,7 @@ def build_context(data: RunData, headline: str | None = None, previews: int = DE
         "n_labels": len(data.labels),
         "seeds": sorted({r["seed"] for r in data.rows}),
         "cells": {"total": total, "ok": n_ok, "failed": total - n_ok,
-                  "planned": cells.get("total")},
+                  "planned": planned},
         "device": run.get("device") or "",
         "git": (run.get("git_sha") or "")[:10] + (" (dirty)" if run.get("git_dirty") else ""),
         "headline": headline,
@@ -437,16 +442,24 @@ def build_context(data: RunData, headline: str | None = None, previews: int = DE
         "clips": [{"id": c, "prompt": prompts.get(c, "")} for c in clips],
         "failed": failed,
         "provenance": _provenance(data),
+        "browser": _browser(data, out_dir, main_cols, baseline, embed_mb),
     }
 
 
+def _browser(data: RunData, out_dir: Path | None, columns: list[Column], baseline: str | None, embed_mb: float) -> dict:
+    js, digest = cell_browser.script()
+    ctx = cell_browser.browser_data(data, out_dir or data.path / "report", columns, baseline, embed_mb)
+    return {**ctx, "script": js, "script_hash": digest}
+
+
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None, headline: str | None = None,
-                 previews: int = DEFAULT_PREVIEWS, baseline: str | None = None) -> tuple[Path, Path]:
+                 previews: int = DEFAULT_PREVIEWS, baseline: str | None = None,
+                 embed_mb: float = cell_browser.DEFAULT_EMBED_MB) -> tuple[Path, Path]:
     data = load_run(run_dir)
     if not data.rows:
         raise RunDirError(f"{run_dir}: results.sqlite has no cells yet (nothing to report)")
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "report"
-    ctx = build_context(data, headline=headline, previews=previews, baseline=baseline)
+    ctx = build_context(data, headline=headline, previews=previews, baseline=baseline, out_dir=out, embed_mb=embed_mb)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     for a in ctx["figures"]:

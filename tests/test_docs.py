@@ -2,8 +2,9 @@
 
 Fenced blocks in README.md and docs/*.md carry a mark after their language: ``runnable`` blocks
 are executed with the installed CLI in a scratch folder, ``ci`` blocks must be lines of .ci/run,
-``heavy`` blocks are parsed by the real CLI parser, ``toml config`` blocks are validated as grid
-configs. Every relative link must resolve, and README.md stays the short front door.
+``heavy`` blocks are parsed by the real CLI parser, ``tested`` blocks name the test that runs
+them, ``toml config`` blocks are validated as grid configs. Every relative link must resolve,
+and README.md stays the short front door.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import tomllib
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELLS = {"bash", "sh", "shell", "console"}
-RUN_MARKS = {"runnable", "ci", "heavy"}
+RUN_MARKS = {"runnable", "ci", "heavy", "tested"}
 BLOCK_TIMEOUT_S = 60
 # The exact set-up command a new user runs; .ci/run runs it too.
 TEST_COMMAND = "python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]' && .venv/bin/python -m pytest -q"
@@ -79,7 +80,7 @@ def _normalise(cmd: str) -> str:
 
 # -- every shell block says how it is checked ------------------------------------------------
 
-def test_every_shell_block_is_marked_runnable_ci_or_heavy():
+def test_every_shell_block_is_marked_runnable_ci_heavy_or_tested():
     unmarked = [b.where for b in ALL_BLOCKS if b.lang in SHELLS and not b.marks & RUN_MARKS]
     assert not unmarked, (f"shell blocks without a mark ({', '.join(sorted(RUN_MARKS))}); see "
                           f"docs/extending.md: {unmarked}")
@@ -116,6 +117,22 @@ def test_runnable_blocks_exit_zero(page, tmp_path):
             pytest.fail(f"{block.where}: did not finish within {BLOCK_TIMEOUT_S} s:\n{block.text}")
         assert proc.returncode == 0, (f"{block.where}: exit {proc.returncode}\n{block.text}\n"
                                       f"stdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}")
+
+
+# -- tested blocks are run by the test they name ------------------------------------------------
+
+def test_tested_blocks_name_a_test_that_reads_their_page():
+    problems = []
+    for block in (b for b in ALL_BLOCKS if "tested" in b.marks):
+        tests = [m for m in block.marks if m.startswith("tests/") and m.endswith(".py")]
+        page = str(block.page.relative_to(ROOT))
+        if not tests:
+            problems.append(f"{block.where}: `tested` names no tests/....py file")
+        for test in tests:
+            path = ROOT / test
+            if not path.exists() or page not in path.read_text():
+                problems.append(f"{block.where}: {test} does not exist or never reads {page}")
+    assert not problems, "\n".join(problems)
 
 
 # -- ci blocks are what CI runs ----------------------------------------------------------------

@@ -8,7 +8,7 @@ from metric_helpers import clip_of
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
-from motiongrid.bench.api import AlignmentError
+from motiongrid.bench.api import AlignmentError, OptionsError
 from motiongrid.bench.registry import metrics
 from motiongrid.bench.video import Video
 from motiongrid.datasets.shapes import ShapesOptions, generate_clips
@@ -122,7 +122,7 @@ def test_mismatch_is_an_error_naming_both_unless_resample():
 
 def test_options_are_checked_and_registry_names():
     assert {"psnr", "ssim", "l1"} <= set(metrics.names())
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(OptionsError, match="unknown option .data_range."):
         PSNR(data_range=255)
     with pytest.raises(ValueError, match="resample"):
         SSIM(resample="stretch")

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import sys
 import threading
 import time
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from ray_helpers import cells as _cells
+from ray_helpers import drop as _drop
 
 from motiongrid.bench import registry
 from motiongrid.bench.cli import main
@@ -97,29 +98,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def _cells(out: Path) -> dict[str, tuple]:
-    conn = sqlite3.connect(out / "results.sqlite")
-    try:
-        rows = conn.execute("SELECT key, label, clip_id, seed, status, reason, metrics, metric_errors, notes, artifact "
-                            "FROM cells").fetchall()
-    finally:
-        conn.close()
-    return {r[0]: r[1:] for r in rows}
-
-
-def _drop(out: Path, labels: tuple[str, ...]) -> int:
-    """Forget the cells of ``labels`` (rows and videos): a run that had not reached them yet."""
-    conn = sqlite3.connect(out / "results.sqlite")
-    with conn:
-        marks = ",".join("?" * len(labels))
-        gone = conn.execute(f"SELECT artifact FROM cells WHERE label IN ({marks})", labels).fetchall()
-        conn.execute(f"DELETE FROM cells WHERE label IN ({marks})", labels)
-    conn.close()
-    for (artifact,) in gone:
-        (out / artifact).unlink()
-    return len(gone)
 
 
 def test_ray_stores_the_same_cells_and_numbers_as_local_and_resumes_across_executors(
@@ -250,7 +228,7 @@ def test_an_unreachable_cluster_is_one_error_at_once(tmp_path, monkeypatch, caps
                  "--ray-address", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err.strip()
     assert time.time() - start < 30 and len(err.splitlines()) == 1
-    assert "cannot reach the Ray cluster at 127.0.0.1:1" in err and "ray start --head" in err
+    assert "nothing listens at Ray address 127.0.0.1:1" in err and "ray start --head --port 1" in err
 
 
 def test_a_cache_entry_wanted_by_several_workers_at_once_is_computed_once(tmp_path):

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "motiongrid.bench.cli.score",     # score
     "motiongrid.bench.cli.reports",   # report, compare, export
     "motiongrid.bench.cli.weights",   # weights list|fetch|verify|import
+    "motiongrid.bench.cli.profile",   # profile (shape-only memory / time)
     "motiongrid.bench.cli.toy",       # toy train|export|sample
 ]
 

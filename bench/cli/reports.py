@@ -6,7 +6,7 @@ from pathlib import Path
 
 from motiongrid.bench.cli.common import ExitCode, error, non_negative_int
 from motiongrid.reports.data import RunDirError
-from motiongrid.reports.defaults import BASELINE_METHOD, DEFAULT_PREVIEWS, DEFAULT_TOLERANCE, FORMATS
+from motiongrid.reports.defaults import BASELINE_METHOD, DEFAULT_EMBED_MB, DEFAULT_PREVIEWS, DEFAULT_TOLERANCE, FORMATS, TARGETS
 
 
 def _register_report(subparsers) -> None:
@@ -27,6 +27,9 @@ def _register_report(subparsers) -> None:
                    help=f"label to subtract in the paired-difference table (label − LABEL per clip and seed, "
                         f"with a bootstrap CI; default: the first label whose method is {BASELINE_METHOD!r}, "
                         f"if any, else no table)")
+    p.add_argument("--embed-mb", type=float, default=DEFAULT_EMBED_MB, metavar="MB",
+                   help=f"the cell browser's videos are embedded in report.html up to MB megabytes "
+                        f"(default {DEFAULT_EMBED_MB:g}); the rest are written to OUT/videos/ and linked")
     p.set_defaults(func=_cmd_report)
 
 
@@ -35,7 +38,7 @@ def _cmd_report(args) -> int:
 
     try:
         md, html = write_report(args.run_dir, args.out, headline=args.metric, previews=args.previews,
-                                baseline=args.baseline)
+                                baseline=args.baseline, embed_mb=args.embed_mb)
     except (RunDirError, ValueError) as exc:
         return error("report", exc)
     print(f"wrote {md}\nwrote {html}")
@@ -88,23 +91,44 @@ def _cmd_compare(args) -> int:
 
 def _register_export(subparsers) -> None:
     p = subparsers.add_parser(
-        "export", help="write a run's cells as CSV or Parquet",
+        "export", help="write a run's cells as CSV, Parquet or JSON, a Hugging Face dataset folder, "
+                       "or push them to MLflow or TensorBoard",
         description="One row per cell: key, method, label, params (JSON and param.<name> columns), clip, "
-                    "seed, status, reason, every metric, time.<stage>, peak memory, artifact path.")
+                    "seed, status, reason, every metric, time.<stage>, peak memory, artifact path. "
+                    "--to mlflow|tensorboard log one run per label (docs/exports.md).")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (holds results.sqlite)")
-    p.add_argument("--format", required=True, choices=FORMATS, help="output format")
-    p.add_argument("--out", metavar="FILE", help="output file (default: RUN_DIR/results.<format>)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--format", choices=FORMATS, help="a flat table file")
+    what.add_argument("--to", choices=TARGETS, help="a target (json: one self-describing file; hf-dataset, "
+                      "tensorboard: a folder; mlflow: a tracking server or store)")
+    p.add_argument("--out", metavar="PATH", help="output file or folder (default: RUN_DIR/results.<format>, "
+                   "RUN_DIR/results.json, RUN_DIR/hf-dataset, RUN_DIR/tensorboard)")
+    p.add_argument("--tracking-uri", metavar="URI", help="with --to mlflow: any URI MLflow accepts "
+                   "(http://host:port, sqlite:///mlflow.db, a folder); default: $MLFLOW_TRACKING_URI, else ./mlruns")
+    p.add_argument("--experiment", metavar="NAME", help="with --to mlflow: experiment name "
+                   "(default: motiongrid/<run dir name>)")
     p.set_defaults(func=_cmd_export)
 
 
 def _cmd_export(args) -> int:
-    from motiongrid.reports.export import export
+    from motiongrid.reports import export, trackers
 
+    if args.format is None and args.to != "mlflow" and (args.tracking_uri or args.experiment):
+        return error("export", "--tracking-uri and --experiment go with --to mlflow")
+    run_dir = Path(args.run_dir)
     try:
-        dest = export(args.run_dir, args.format, args.out)
+        if args.format:
+            print(f"wrote {export.export(run_dir, args.format, args.out)}")
+        elif args.to == "json":
+            print(f"wrote {export.write_json(run_dir, args.out)}")
+        elif args.to == "hf-dataset":
+            print(f"wrote {export.write_hf_dataset(run_dir, args.out)}")
+        else:
+            summary = (trackers.to_mlflow(run_dir, args.tracking_uri, args.experiment) if args.to == "mlflow"
+                       else trackers.to_tensorboard(run_dir, args.out or run_dir / "tensorboard"))
+            print("\n".join(summary.lines()))
     except (RunDirError, ValueError) as exc:
         return error("export", exc)
-    print(f"wrote {dest}")
     return ExitCode.OK
 
 

@@ -33,10 +33,22 @@ def _cmd_run(args) -> int:
         return exc.exit_code
     print(f"done: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already finished "
           f"(results in {out / 'results.sqlite'})")
+    if not args.no_report:
+        _write_report(out)
     if summary.failed:
         print(f"{summary.failed} cells failed; their reasons are stored (motiongrid report {out})", file=sys.stderr)
         return ExitCode.FAILED
     return ExitCode.OK
+
+
+def _write_report(out: Path) -> None:
+    """End a run as `motiongrid report OUT` would: the command is reached by name, so the core
+    imports no report code; a report that cannot be written warns and leaves the run's exit code."""
+    from motiongrid.bench.cli import build_parser
+
+    args = build_parser().parse_args(["report", str(out)])
+    if args.func(args) != ExitCode.OK:
+        print(f"  the run's results are stored; retry with: motiongrid report {out}", file=sys.stderr)
 
 
 def _resume_command(args, out: Path) -> str:
@@ -88,22 +100,43 @@ def _cmd_list(kind: str):
         from rich.table import Table
 
         from motiongrid.bench import registry
+        from motiongrid.bench.params import describe_fields
 
         # from the declarations: listing imports no method or metric module (and no torch)
         reg = getattr(registry, f"{kind}s")
         table = Table(kind, "details", "description")
-        for name in reg.names():
-            info = reg.info(name)
+        infos = {name: reg.info(name) for name in reg.names()}
+        shared = _shared_options(infos) if kind == "metric" else {}
+        for name, info in infos.items():
             if kind == "metric":
                 details = ("higher" if info["higher_is_better"] else "lower") + " is better; needs " + \
-                    ", ".join(sorted(info["needs"]))
+                    (", ".join(sorted(info["needs"])) or "nothing")
+                details += "".join(_option_line(row) for row in describe_fields(info["Options"])
+                                   if row[0] not in shared)
             else:
                 fields = info["Params"].model_fields
                 details = f"task {info['task']}; " + (", ".join(f"{n}={f.default!r}" for n, f in fields.items()) or "no params")
             table.add_row(name, details, info["description"])
         Console().print(table)
+        if shared:
+            print("options every metric above takes (config: [metric_options.NAME]; score: --option NAME.KEY=VALUE):")
+            for row in shared.values():
+                print(" " + _option_line(row).strip())
         return ExitCode.OK
     return handler
+
+
+def _option_line(row) -> str:
+    name, type_, default, description = row
+    return f"\n  {name}: {type_} = {default!r}" + (f" — {description}" if description else "")
+
+
+def _shared_options(infos: dict) -> dict:
+    """Options (name -> listing row) that every metric takes, listed once instead of per metric."""
+    from motiongrid.bench.params import describe_fields
+
+    rows = [{r[0]: r for r in describe_fields(info["Options"])} for info in infos.values()]
+    return {k: v for k, v in rows[0].items() if all(r.get(k) == v for r in rows)} if rows else {}
 
 
 def register(sub) -> None:
@@ -121,6 +154,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=positive_int, help="with --executor ray: at most N workers per pool "
                    "(default: as many as the cluster fits)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write RUN_DIR/report/ at the end (default: write it, as `motiongrid report` does)")
     p.set_defaults(func=_cmd_run)
 
     c = sub.add_parser("clips", help="list clip sets or write one to disk")

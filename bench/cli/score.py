@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from motiongrid.bench.cli.common import ExitCode, error
+from motiongrid.bench.cli.common import ExitCode, error, parse_value
 from motiongrid.bench.score_files import RESAMPLE_MODES
 
 
@@ -33,14 +33,30 @@ def _print(result: dict) -> None:
         console.print(f"[red]unavailable[/red] {name}: {reason}")
 
 
+def metric_options(items: list[str]) -> dict[str, dict]:
+    """``["motion_fidelity.points=moving", ...]`` -> {"motion_fidelity": {"points": "moving"}}, the
+    shape of a config's ``[metric_options]``; values are read as TOML (numbers, booleans, lists)."""
+    from motiongrid.bench.score_files import ScoreError
+
+    out: dict[str, dict] = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        metric, dot, option = key.strip().partition(".")
+        if not (eq and dot and metric and option):
+            raise ScoreError(f"--option {item!r}: expected METRIC.KEY=VALUE, e.g. motion_fidelity.points=moving")
+        out.setdefault(metric, {})[option.strip()] = parse_value(value.strip())
+    return out
+
+
 def _cmd_score(args) -> int:
     from motiongrid.bench.score_files import ScoreError, run_score
     from motiongrid.bench.scoring import json_value
 
     names = [n.strip() for n in args.metrics.split(",") if n.strip()] if args.metrics else None
     try:
+        options = metric_options(args.option)
         result = run_score(Path(args.reference), Path(args.generated), names, args.prompts, args.tracker,
-                           args.resample, args.device, args.cache_dir, not args.no_cache)
+                           args.resample, args.device, args.cache_dir, not args.no_cache, options)
     except ScoreError as exc:
         return error("score", exc)
     _print(result)
@@ -54,6 +70,8 @@ def _cmd_score(args) -> int:
 
 def register(subparsers) -> None:
     from motiongrid.bench import score_files
+    from motiongrid.bench.params import choices
+    from motiongrid.bench.registry import metrics
 
     p = subparsers.add_parser("score", help="score generated videos against references (no run needed)",
                               description=score_files.__doc__.split("\n\n")[1])
@@ -61,8 +79,13 @@ def register(subparsers) -> None:
     p.add_argument("--generated", required=True, help="generated video, frame folder, or folder of them")
     p.add_argument("--prompts", help="JSON/YAML mapping stem -> prompt, a manifest (CSV/YAML), or a .txt")
     p.add_argument("--metrics", help="comma-separated (default: all registered)")
-    p.add_argument("--tracker", default="auto", choices=("auto", "gt", "lk", "cotracker"),
-                   help="point tracker for motion_fidelity (auto: cotracker if its weights are here, else lk)")
+    motion_options = metrics.info("motion_fidelity")["Options"]   # torch-free: a declared "module:Class"
+    tracker = motion_options.model_fields["tracker"]
+    p.add_argument("--tracker", default=tracker.default, choices=choices(motion_options, "tracker"),
+                   help=f"motion_fidelity's tracker (shorthand for --option motion_fidelity.tracker=...): {tracker.description}")
+    p.add_argument("--option", "-o", action="append", default=[], metavar="METRIC.KEY=VALUE",
+                   help="a metric option as a config's [metric_options] sets it, e.g. motion_fidelity.points=moving "
+                        "(repeatable; `motiongrid metrics` lists every option)")
     p.add_argument("--resample", default="none", choices=RESAMPLE_MODES,
                    help="how to align frame counts/sizes that differ (default: error)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

@@ -48,16 +48,15 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_fetch(args) -> int:
-    names = [e.name for e in entries()] if args.name == "all" else [args.name]
+    names = [e.name for e in entries()] if args.name == "all" else [get(args.name).name]  # unknown: exit 2
     failed = 0
     for name in names:
         try:
-            get(name)
             if not args.into and locate(name) is not None and not args.force:
                 print(f"{name}: already available at {locate(name)}")
                 continue
             print(f"{name}: fetched to {fetch(name, into=args.into)}")
-        except (WeightsMissing, KeyError, OSError) as exc:
+        except (WeightsMissing, OSError) as exc:
             failed += 1
             print(f"{name}: FAILED: {exc.args[0] if exc.args else exc}")
             if isinstance(exc, WeightsOffline):
@@ -66,15 +65,10 @@ def _cmd_fetch(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    names = args.names or [e.name for e in entries()]
+    names = [get(n).name for n in args.names] or [e.name for e in entries()]  # an unknown name: exit 2
     bad = 0
     for name in names:
-        try:
-            check = verify(name)
-        except KeyError as exc:
-            print(f"{name}: {exc.args[0]}")
-            bad += 1
-            continue
+        check = verify(name)
         bad += not check.ok
         print(f"{name}: {'ok' if check.ok else 'FAIL'} ({check.state}): {check.detail}")
     return ExitCode.FAILED if bad else ExitCode.OK

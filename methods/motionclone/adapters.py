@@ -7,13 +7,14 @@ from importlib.metadata import version
 import torch
 
 from motiongrid.bench import __version__
-from motiongrid.bench.api import Method
+from motiongrid.bench.api import Method, ShapeOnly, ShapeSpec
 from motiongrid.bench.cache import FeatureCache
 from motiongrid.bench.clip import Clip
 from motiongrid.bench.fingerprint import memo
+from motiongrid.bench.memory_estimate import stage
 from motiongrid.bench.registry import methods
 from motiongrid.bench.video import Video
-from motiongrid.methods.backbone import Backbone, BackboneSpec, backbone_spec, load_backbone
+from motiongrid.methods.backbone import Backbone, BackboneSpec, backbone_spec, load_backbone, shape_only_backbone
 from motiongrid.methods.motionclone.guidance import (
     CALIBRATED_WEIGHTS,
     DEFAULT_WEIGHTS,
@@ -49,6 +50,29 @@ class _BackboneMethod(Method):
 
     def load(self, params: SamplerParams) -> None:
         self.backbone(params.model)
+
+    def shape_only(self, params: SamplerParams, spec: ShapeSpec) -> ShapeOnly:
+        """The backbone at real size with random weights (motiongrid profile), served for
+        ``params.model``; the cell's steps are the resolved schedule's."""
+        bb, prompt = shape_only_backbone(params.model, spec.frames, spec.height, spec.width, spec.dtype,
+                                         torch.device(torch.get_default_device()))
+        self.cache = FeatureCache(enabled=False)   # shape-only features must never reach the cache
+        self.use_backbone(bb)
+        modules = [m for m in (bb.unet, getattr(bb, "vae", None), getattr(bb, "text_encoder", None),
+                               getattr(bb, "prompt_encoder", None)) if m is not None]
+        clip = Clip(id="shape-only", prompt=prompt, source_hash="shape-only",
+                    loader=lambda: Video(torch.zeros(spec.frames, 3, spec.height, spec.width), 8.0))
+        schedule = self.schedule(bb, params)
+        steps, guided = len(schedule.timesteps), sum(s > 0 for s in schedule.scales)
+        run = params
+        if spec.sample_steps is not None and spec.sample_steps < steps:
+            # per-step memory is the same at every step of a kind (latents are replaced, nothing
+            # accumulates), so a few steps keeping one guided and one unguided step show the peak
+            n = max(spec.sample_steps, 2 if 0 < guided < steps else 1)
+            run = params.model_copy(update={"steps": n, "guided_steps": min(guided, max(1, n - 1)) if guided else 0})
+        return ShapeOnly(modules, f"{params.model}: {type(bb.unet).__name__} {spec.frames}x{spec.height}x{spec.width}",
+                         steps=steps, clip=clip, params=run,
+                         sampled_steps=None if run is params else len(self.schedule(bb, run).timesteps))
 
     def use_backbone(self, bb: Backbone) -> None:
         """Serve ``bb`` for its model id (e.g. a toy checkpoint loaded from another path)."""
@@ -117,9 +141,16 @@ class _BackboneMethod(Method):
         _, cfg, negative = self.sampler_settings(bb, params)
         prompt = clip.target_prompt or clip.prompt
         self.last_trace = []
-        latents = guided_sample(bb, prompt, seed, self.schedule(bb, params), cfg, negative, guidance,
-                                trace=self.last_trace)
-        return Video(bb.decode_latents(latents).float().clamp(0, 1), clip.video.fps)
+        with stage("denoising"):
+            latents = guided_sample(bb, prompt, seed, self.schedule(bb, params), cfg, negative, guidance,
+                                    trace=self.last_trace)
+        with stage("decode"):
+            return Video(bb.decode_latents(latents).float().clamp(0, 1), clip.video.fps)
+
+
+def _extract_in_stage(*args, **kwargs) -> Representation:
+    with stage("extraction"):
+        return extract_motion_representation(*args, **kwargs)
 
 
 @methods.register("unguided")
@@ -150,7 +181,7 @@ class MotionCloneMethod(_BackboneMethod):
                     "seed": seed, "noise": "generation's initial noise", "dtype": str(bb.dtype)}
         tensors = self.cache.get_or_compute(
             clip.content_hash, "motionclone-temporal-attention", settings,
-            lambda: representation_to_tensors(extract_motion_representation(
+            lambda: representation_to_tensors(_extract_in_stage(
                 bb, clip.frames, p.t_alpha, p.blocks, p.mask, p.k, seed=seed)))
         return representation_from_tensors(tensors)
 

@@ -69,6 +69,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from motiongrid.bench.memory_estimate import stage
 from motiongrid.bench.video import resize_frames, sample_frame_indices
 from motiongrid.methods.backbone import Backbone
 
@@ -435,10 +436,11 @@ def energy_and_grad(backbone: Backbone, latents: torch.Tensor, t, context: torch
     model output (detached), the energy and its gradient w.r.t. ``latents``."""
     x = latents.detach().requires_grad_(True)
     with torch.enable_grad():
-        with record_temporal_attention(backbone.unet, list(reference), after="no_grad") as maps:
+        with stage("guidance forward"), record_temporal_attention(backbone.unet, list(reference), after="no_grad") as maps:
             out = _unet(backbone, x, t, context)
         energy = motion_energy(maps, reference)
-        (grad,) = torch.autograd.grad(energy, x)
+        with stage("guidance backward"):
+            (grad,) = torch.autograd.grad(energy, x)
     return out.detach(), energy.detach(), grad
 
 

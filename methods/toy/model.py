@@ -348,3 +348,24 @@ def sample_unguided(backbone: Backbone, prompts: Sequence[str], seed: int, steps
         pred = out_c + cfg * (out_c - out_u) if cfg != 0 else out_c
         x = scheduler.step(pred, t, x).prev_sample
     return [backbone.decode_latents(x[i:i + 1]) for i in range(n)]
+
+
+def shape_only_backbone(model_id: str, frames: int, height: int, width: int, dtype: torch.dtype,
+                        device: torch.device) -> ToyBackbone:
+    """The toy architecture with random weights for ``motiongrid profile`` (shape-only), on the
+    current default device. Its real size is the shipped checkpoint's config."""
+    _, config = toy_checkpoint()
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        unet, encoder = build_model(config["unet"], config["prompt_encoder"])
+    finally:
+        torch.set_default_dtype(previous)
+    unet.eval().requires_grad_(False)
+    encoder.eval().requires_grad_(False)
+    return ToyBackbone(model_id=model_id, unet=unet, scheduler=make_ddim_scheduler(config["schedule"]),
+                       num_frames=frames, height=height, width=width, device=device, dtype=dtype,
+                       fingerprint={"shape_only": True}, prompt_encoder=encoder, config=config)
+
+
+SHAPE_ONLY_PROMPT = toy_prompt("red", "circle")
