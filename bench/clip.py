@@ -17,7 +17,9 @@ class Clip:
     """One benchmark case. Frames load lazily (and once) through ``loader``.
 
     tracks: (T, N, 2) float (x, y) in pixels of the clip's own resolution; visibility (T, N)
-    bool. ``source_hash`` identifies the pixels without decoding them (a file digest, or the
+    bool. ``flow``, when the clip's maker knows the exact motion (the shapes renderer), returns
+    the backward flow (T-1, 2, H, W) from frame t+1 to frame t in pixels and where it holds
+    (T-1, H, W) bool (see datasets/shapes.py). ``source_hash`` identifies the pixels without decoding them (a file digest, or the
     generator's parameters); ``content_hash`` adds everything else that changes a result.
     """
     id: str
@@ -30,6 +32,7 @@ class Clip:
     target_video: Callable[[], Video] | None = None
     edit: EditCase | None = None
     meta: dict = field(default_factory=dict)
+    flow: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
     _video: Video | None = field(default=None, init=False, repr=False)
     _scoring: Clip | None = field(default=None, init=False, repr=False)
 
@@ -109,6 +112,7 @@ class EditCase:
     ground_truth: Callable[[], Video] | None = None
     ground_truth_tracks: torch.Tensor | None = None
     ground_truth_visibility: torch.Tensor | None = None
+    ground_truth_flow: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
     _loaded: dict = field(default_factory=dict, init=False, repr=False)
 
     def _get(self, name: str):
@@ -158,7 +162,8 @@ class EditCase:
             loader, digest = (lambda: self.checked_ground_truth(clip)), self.digest
         return Clip(id=clip.id, prompt=clip.target_prompt or clip.prompt, loader=loader,
                     source_hash=f"edit-gt:{digest}", tracks=self.ground_truth_tracks,
-                    visibility=self.ground_truth_visibility, meta={**clip.meta, "reference": "ground_truth"})
+                    visibility=self.ground_truth_visibility, meta={**clip.meta, "reference": "ground_truth"},
+                    flow=self.ground_truth_flow)
 
 
 def _check_like_source(clip: Clip, name: str, value: torch.Tensor, channels: bool) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer, model_validator
 
 from motiongrid.bench.errors import UserError, did_you_mean
 
@@ -110,3 +110,15 @@ def choices(model: type[BaseModel], field: str) -> tuple:
     import typing
 
     return typing.get_args(model.model_fields[field].annotation)
+
+
+class LateParams(Params):
+    """Params whose fields named in ``added_later`` are left out of ``model_dump`` (and so of
+    cell keys and labels) while None: a parameter added after cells were keyed keeps the old
+    cells' keys at its default, and enters the key as soon as it is set."""
+    added_later: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_late_fields(self, handler):
+        data = handler(self)
+        return {k: v for k, v in data.items() if not (k in self.added_later and v is None)}

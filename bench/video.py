@@ -117,7 +117,8 @@ def resample_frames(frames: torch.Tensor, count: int) -> torch.Tensor:
 
 
 def sample_frame_indices(total: int, count: int) -> list[int]:
-    """``count`` indices spread uniformly over ``total`` frames (MotionClone's reference sampling)."""
+    """``count`` indices spread uniformly over ``total`` frames, rounded to the nearest frame
+    (metrics' resampling; MotionClone's reference uses the release's floor instead)."""
     if total <= 0:
         raise VideoError("cannot sample frames from an empty video")
     return np.linspace(0, total - 1, count).round().astype(int).tolist()

@@ -555,3 +555,48 @@ register(WeightFile(
     target=lambda: torch_hub_dir() / "facebookresearch_co-tracker_main",
     used_by=("metrics.motion",),
 ))
+
+register(WeightFile(
+    name="raft-large-things",
+    description="torchvision RAFT-large C_T_V1 (FlyingChairs+Things, ported from princeton-vl raft-things.pth, "
+                "the checkpoint VBench uses) for warp_error and dynamic_degree",
+    url="https://download.pytorch.org/models/raft_large_C_T_V1-22a6c225.pth",
+    sha256="22a6c225",  # torch.hub's file-name hash prefix; the full digest is not published
+    target=torch_hub_checkpoint("raft_large_C_T_V1-22a6c225.pth"),
+    used_by=("metrics.flow",),
+))
+
+register(WeightFile(
+    name="stylegan-v-i3d",
+    description="StyleGAN-V's TorchScript I3D (Kinetics-400) for fvd, as common_metrics_on_video_quality loads it",
+    url="https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1",
+    target=lambda: weights_home() / "fvd" / "i3d_torchscript.pt",
+    used_by=("metrics.fvd",),
+))
+
+register(WeightFile(
+    name="resnet-50-kinetics",
+    description="Hara et al.'s 3D ResNet-50 (Kinetics-400, shortcut B) for fid_vid, as DisCo loads it",
+    import_only="the Google Drive folder linked from kenshohara/3D-ResNets-PyTorch (CVPR2018 branch), "
+                "file resnet-50-kinetics.pth",
+    target=lambda: weights_home() / "fid_vid" / "resnet-50-kinetics.pth",
+    used_by=("metrics.fvd",),
+))
+
+register(WeightFile(
+    name="dino-vitb16",
+    description="DINO ViT-B/16 checkpoint (dino_vitbase16_pretrain.pth) for torch.hub dino_vitb16 (subject_consistency)",
+    url="https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth",
+    target=torch_hub_checkpoint("dino_vitbase16_pretrain.pth"),
+    used_by=("metrics.consistency",),
+))
+
+register(WeightFile(
+    name="dino-hub-repo",
+    description="copy of the facebookresearch/dino repo (main) that torch.hub loads dino_vitb16 from",
+    url="https://github.com/facebookresearch/dino/archive/refs/heads/main.zip",
+    kind="dir",
+    required=("hubconf.py", "vision_transformer.py"),
+    target=lambda: torch_hub_dir() / "facebookresearch_dino_main",
+    used_by=("metrics.consistency",),
+))

@@ -347,6 +347,30 @@ class _Scene:
             out[t] = frame
         return torch.from_numpy(out).clamp_(0, 1)
 
+    def flow_to_previous(self, edge: float = 0.02) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact backward flow: (T-1, 2, H, W) (dx, dy) from each pixel of frame t+1 to where
+        the surface it shows sat in frame t, and (T-1, H, W) bool: True where that surface
+        point is visible in frame t and the pixel is not mixed. Left out: pixels on the
+        occluder, points off frame t, background hidden by the object at frame t, and pixels
+        on the object's antialiased edge at either frame (coverage in (edge, 1-edge)), whose
+        colour is a blend that no flow moves exactly."""
+        pixels = self.pixels()
+        flows, valid = [], []
+        for t in range(1, self.opts.frames):
+            world = self.image_to_world(pixels, t)
+            q, cover = self.object_cover(world, t)
+            on_object = cover >= 0.5
+            prev = np.where(on_object[..., None], self.object_to_image(q, t - 1), self.world_to_image(world, t - 1))
+            prev_cover = self.object_cover(self.image_to_world(prev, t - 1), t - 1)[1]
+            s = self.opts.size
+            ok = np.all((prev >= 0) & (prev <= s - 1), axis=-1)
+            ok &= (self.occluder_coverage(pixels, t) <= 0) & (self.occluder_coverage(prev, t - 1) <= 0)
+            ok &= np.where(on_object, prev_cover >= 0.5, prev_cover < 0.5)        # same surface seen at t
+            ok &= ((cover <= edge) | (cover >= 1 - edge)) & ((prev_cover <= edge) | (prev_cover >= 1 - edge))
+            flows.append(np.moveaxis(prev - pixels, -1, 0))
+            valid.append(ok)
+        return (torch.tensor(np.stack(flows), dtype=torch.float32), torch.from_numpy(np.stack(valid)))
+
     def tracks(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(T, N, 2) image-space (x, y) and (T, N) visibility for object then background points."""
         opts, sp = self.opts, self.spec
@@ -411,7 +435,7 @@ def make_clip(spec: ClipSpec, opts: ShapesOptions, clip_id: str) -> Clip:
         return Video(_Scene(spec, opts).render(), opts.fps)
 
     return Clip(id=clip_id, prompt=spec.prompt(), loader=load, source_hash=spec_hash(spec, opts),
-                tracks=tracks, visibility=vis,
+                tracks=tracks, visibility=vis, flow=lambda: _Scene(spec, opts).flow_to_previous(),
                 meta={"generator": "shapes", "spec": asdict(spec), "object_points": int((tracks.shape[1]) - opts.track_grid ** 2)})
 
 
@@ -430,7 +454,8 @@ def make_edit_clip(spec: ClipSpec, target: ClipSpec, opts: ShapesOptions, clip_i
         target_masks=lambda: _Scene(target, opts).masks(opts.target_mask_dilate),
         digest=digest,
         ground_truth=lambda: Video(_Scene(target, opts).render(), opts.fps),
-        ground_truth_tracks=gt_tracks, ground_truth_visibility=gt_vis)
+        ground_truth_tracks=gt_tracks, ground_truth_visibility=gt_vis,
+        ground_truth_flow=lambda: _Scene(target, opts).flow_to_previous())
     source.target_prompt = spec.prompt()   # same object: the edit changes motion, not appearance
     source.meta["target_spec"] = asdict(target)
     return source

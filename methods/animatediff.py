@@ -12,6 +12,7 @@ import torch
 
 from motiongrid.bench import weights
 from motiongrid.bench.video import from_minus_one_one, to_minus_one_one
+from motiongrid.methods.animatediff_released import set_motion_norm
 from motiongrid.methods.animatediff_weights import ADAPTER_WEIGHTS, BASE_WEIGHTS, VAE_WEIGHTS  # registered without torch
 from motiongrid.methods.backbone import Backbone, BackboneSpec, register_backbone, register_backbone_spec
 
@@ -37,6 +38,7 @@ class AnimateDiffBackbone(Backbone):
     default_steps: int = RELEASED_STEPS
     default_cfg: float = RELEASED_CFG
     default_negative_prompt: str = RELEASED_NEGATIVE_PROMPT
+    default_motion_norm: str = "released"    # MotionClone's release: the original AnimateDiff module, per frame
 
     @property
     def vae_scale(self) -> int:
@@ -131,6 +133,7 @@ def load_animatediff(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES
     unet2d = UNet2DConditionModel.from_pretrained(base, subfolder="unet", torch_dtype=dtype)
     adapter = MotionAdapter.from_pretrained(paths["adapter"], torch_dtype=dtype)
     unet = UNetMotionModel.from_unet2d(unet2d, adapter).to(device, dtype).eval()
+    set_motion_norm(unet, AnimateDiffBackbone.default_motion_norm)
     del unet2d, adapter
     vae = AutoencoderKL.from_pretrained(paths["vae"], torch_dtype=dtype).to(device).eval()
     text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder", torch_dtype=dtype).to(device).eval()
@@ -173,7 +176,7 @@ def animatediff_spec(model_id: str, device, num_frames: int = ANIMATEDIFF_FRAMES
         scheduler_config=ANIMATEDIFF_SCHEDULER, make_scheduler=_make_scheduler,
         default_steps=AnimateDiffBackbone.default_steps, default_cfg=AnimateDiffBackbone.default_cfg,
         default_negative_prompt=AnimateDiffBackbone.default_negative_prompt,
-        default_preset=AnimateDiffBackbone.default_preset)
+        default_preset=AnimateDiffBackbone.default_preset, default_motion_norm=AnimateDiffBackbone.default_motion_norm)
 
 
 

@@ -22,7 +22,8 @@ weights.register(weights.WeightFile(
     # MotionClone's realisticVisionV60B1_v51VAE, as the author's diffusers-format repo; its VAE
     # is not included ("noVAE"), the baked-in v51VAE is sd-vae-ft-mse (next entry).
     name=BASE_WEIGHTS,
-    description="Realistic Vision v6.0 B1 (SD1.5 community checkpoint) in diffusers format",
+    description="Realistic Vision v6.0 B1 noVAE, diffusers format (the author's repo). MotionClone's release loads "
+                "realisticVisionV60B1_v51VAE.safetensors instead; assumed the same UNet and text encoder, not verified",
     repo_id="SG161222/Realistic_Vision_V6.0_B1_noVAE", kind="hf_repo",
     allow_patterns=("model_index.json", "unet/*", "text_encoder/*", "tokenizer/*", "scheduler/*"),
     required=("unet/config.json", "text_encoder/config.json", "tokenizer"),
@@ -31,7 +32,8 @@ weights.register(weights.WeightFile(
 ))
 weights.register(weights.WeightFile(
     name=VAE_WEIGHTS,
-    description="SD VAE ft-MSE (the VAE baked into realisticVisionV60B1_v51VAE)",
+    description="SD VAE ft-MSE (stands in for the VAE baked into realisticVisionV60B1_v51VAE; assumed identical, "
+                "not verified)",
     repo_id="stabilityai/sd-vae-ft-mse", kind="hf_repo",
     allow_patterns=("config.json", "diffusion_pytorch_model.safetensors"),
     required=("config.json", "diffusion_pytorch_model.safetensors"),

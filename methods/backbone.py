@@ -37,6 +37,8 @@ class Backbone:
     device: torch.device
     dtype: torch.dtype
     fingerprint: dict                # what identifies the weights (for cell keys / run.json)
+    # motion-module GroupNorm the weights were trained with (methods/animatediff_released.py)
+    default_motion_norm: str = "diffusers"
 
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """(B, seq, dim) encoder hidden states; "" is the unconditional prompt."""
@@ -68,6 +70,7 @@ class BackboneSpec:
     default_cfg: float
     default_negative_prompt: str
     default_preset: str | None = None
+    default_motion_norm: str = "diffusers"
 
     @functools.cached_property
     def scheduler(self):

@@ -38,3 +38,25 @@ metrics.declare("motion_fidelity", "motiongrid.metrics.motion:MotionFidelity", h
                 Options=f"{_OPTIONS}:MotionFidelityOptions",
                 description="motion fidelity from point tracks: paired (location-aware, same start points) and "
                             "DMT's location-agnostic symmetric and one-way variants")
+metrics.declare("warp_error", "motiongrid.metrics.flow:WarpError", higher_is_better=False, needs=frozenset({"reference"}),
+                Options=f"{_OPTIONS}:WarpErrorOptions",
+                description="flow warping error: masked squared RGB error between each generated frame and the previous "
+                            "one warped along the reference's flow (raft, farneback or exact gt); reference floor and "
+                            "excess")
+metrics.declare("dynamic_degree", "motiongrid.metrics.flow:DynamicDegree", higher_is_better=True, needs=frozenset(),
+                Options=f"{_OPTIONS}:DynamicDegreeOptions",
+                description="VBench dynamic degree: mean top-5% flow magnitude per frame pair, thresholded by "
+                            "resolution; per cell magnitude and dynamic (0/1), per label the fraction of dynamic videos")
+metrics.declare("fvd", "motiongrid.metrics.fvd:FVD", higher_is_better=False, needs=frozenset({"reference"}),
+                Options=f"{_OPTIONS}:FVDOptions",
+                description="Fréchet video distance, StyleGAN-V convention (TorchScript I3D, 224 short side + centre "
+                            "crop, [-1,1], 400-d); per cell flagged unstable, set-level over all cells")
+metrics.declare("fid_vid", "motiongrid.metrics.fvd:FIDVID", higher_is_better=False, needs=frozenset({"reference"}),
+                Options=f"{_OPTIONS}:FIDVIDOptions",
+                description="FID-VID as DisCo computes it: 3D ResNet-50 (Kinetics) 2048-d features of 16-frame "
+                            "112x112 segments, averaged per video; per cell flagged unstable, set-level over all cells")
+metrics.declare("subject_consistency", "motiongrid.metrics.consistency:SubjectConsistency", higher_is_better=True,
+                needs=frozenset(),
+                Options=f"{_OPTIONS}:BuiltinOptions",
+                description="VBench subject consistency: DINO ViT-B/16 feature cosine of each frame to the previous "
+                            "and to the first frame (clamped at 0, averaged)")

@@ -81,12 +81,13 @@ def frechet_distance_from_feats(feats1: np.ndarray, feats2: np.ndarray) -> float
 
 
 def fid_from_feature_sets(generated: np.ndarray, reference: np.ndarray, min_samples: int = FEATURE_DIM,
-                          warn: bool = True) -> dict[str, float]:
+                          warn: bool = True, metric: str = "fid", unit: str = "frames") -> dict[str, float]:
+    """The Fréchet distance with the sample counts and the few-samples flag (also fvd, fid_vid)."""
     n_gen, n_ref = int(generated.shape[0]), int(reference.shape[0])
     unstable = min(n_gen, n_ref) < min_samples
     if unstable and warn:
-        warnings.warn(f"fid: {n_gen} generated and {n_ref} reference frames; a stable FID needs at least "
-                      f"{min_samples} per side (feature dim {generated.shape[1]}); value flagged unstable",
+        warnings.warn(f"{metric}: {n_gen} generated and {n_ref} reference {unit}; a stable {metric.upper()} needs "
+                      f"at least {min_samples} per side (feature dim {generated.shape[1]}); value flagged unstable",
                       FewSamplesWarning, stacklevel=2)
     return {"value": frechet_distance_from_feats(generated, reference), "unstable": float(unstable),
             "n_generated": float(n_gen), "n_reference": float(n_ref)}

@@ -225,16 +225,22 @@ def cotracker_available() -> str | None:
 _COTRACKER: dict[str, torch.nn.Module] = {}
 
 
-def load_cotracker(device: torch.device) -> torch.nn.Module:
-    """CoTracker3 offline from the local repo copy; its hubconf loads the checkpoint through
-    torch.hub.load_state_dict_from_url, which finds it in torch.hub's checkpoints folder."""
+def load_local_hub(loaded: dict, repo_entry: str, checkpoint_entry: str, entrypoint: str,
+                   device: torch.device) -> torch.nn.Module:
+    """A torch.hub model from the local repo copy ``repo_entry``; its hubconf loads the
+    checkpoint through torch.hub.load_state_dict_from_url, which finds ``checkpoint_entry`` in
+    torch.hub's checkpoints folder. Kept in ``loaded`` per device."""
     key = str(device)
-    if key not in _COTRACKER:
-        repo = weights.require("cotracker-hub-repo")
-        weights.require("cotracker3-offline")
-        model = torch.hub.load(str(repo), COTRACKER_ENTRYPOINT, source="local", trust_repo=True)
-        _COTRACKER[key] = model.eval().to(device)
-    return _COTRACKER[key]
+    if key not in loaded:
+        repo = weights.require(repo_entry)
+        weights.require(checkpoint_entry)
+        model = torch.hub.load(str(repo), entrypoint, source="local", trust_repo=True)
+        loaded[key] = model.eval().to(device)
+    return loaded[key]
+
+
+def load_cotracker(device: torch.device) -> torch.nn.Module:
+    return load_local_hub(_COTRACKER, *COTRACKER_WEIGHTS, COTRACKER_ENTRYPOINT, device)
 
 
 @torch.no_grad()

@@ -76,3 +76,31 @@ class MotionFidelityOptions(BuiltinOptions):
     lk_win: int = Field(15, ge=3, description="lk: search window side (px)")
     lk_levels: int = Field(3, ge=0, description="lk: pyramid levels")
     lk_fb_px: float = Field(1.0, gt=0, description="lk: forward-backward error (px) beyond which a point is lost")
+
+
+# ---- flow.py -----------------------------------------------------------------------------------
+
+class WarpErrorOptions(BuiltinOptions):
+    flow: Literal["raft", "farneback", "gt"] = Field(
+        "raft", description="where the reference's flow comes from: torchvision RAFT, OpenCV Farneback, "
+                            "or the clip's exact flow (shapes clips)")
+
+
+class DynamicDegreeOptions(BuiltinOptions):
+    flow: Literal["raft", "farneback", "gt"] = Field(
+        "raft", description="flow of the generated video: torchvision RAFT (VBench) or OpenCV Farneback; "
+                            "gt: Farneback for the generated video plus the reference's exact values")
+
+
+# ---- fvd.py ------------------------------------------------------------------------------------
+
+class FVDOptions(BuiltinOptions):
+    clip_length: int | None = Field(None, ge=1, description="frames fed to I3D (the first N); None: all frames")
+    min_samples: int = Field(400, ge=2, description="videos per side below which the set value is flagged "
+                                                    "unstable (default: the feature dimension)")
+
+
+class FIDVIDOptions(BuiltinOptions):
+    clip_length: int = Field(16, ge=1, description="frames per segment (DisCo's sample_duration)")
+    min_samples: int = Field(2048, ge=2, description="videos per side below which the set value is flagged "
+                                                     "unstable (default: the feature dimension)")

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from motiongrid.bench.errors import UserError
 from motiongrid.bench.store import Store, cells_digest
-from motiongrid.bench.video import artifact_problems, describe_artifact_problems
 
 # Resource columns aggregated next to the metrics. They are lower-is-better and, being noisy,
 # never gate `compare` unless a tolerance names them.
@@ -237,9 +236,17 @@ def load_run(run_dir: str | Path) -> RunData:
     if not (path / "videos").is_dir() and ok_cells:
         warnings.append(f"no videos/ folder: a store-only copy; the {ok_cells} ok cells' numbers cannot be "
                         "re-checked or previewed")
-    elif problems := artifact_problems(path, rows):
+    elif problems := _artifact_problems(path, rows):
+        from motiongrid.bench.video import describe_artifact_problems
         warnings.append(describe_artifact_problems(problems, ok_cells))
     unknown = [k for k in metric_keys if data.metric_info(k).higher_is_better is None]
     if unknown and run:
         warnings.append("direction unknown (not in run.json) for: " + ", ".join(unknown))
     return data
+
+
+def _artifact_problems(path, rows):
+    # bench.video imports torch: only when a run directory is actually read, never at CLI start-up
+    from motiongrid.bench.video import artifact_problems
+
+    return artifact_problems(path, rows)

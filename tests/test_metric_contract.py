@@ -12,7 +12,17 @@ import sqlite3
 
 import pytest
 import torch
-from metric_helpers import import_ok, no_checksum, save_alexnet_standin, save_inception_standin, stage
+from metric_helpers import (
+    import_ok,
+    no_checksum,
+    save_alexnet_standin,
+    save_dino_standin,
+    save_i3d_standin,
+    save_inception_standin,
+    save_r3d50_standin,
+    save_raft_standin,
+    stage,
+)
 
 from motiongrid.bench import weights
 from motiongrid.bench.cli import main
@@ -29,7 +39,13 @@ def _standins(transfer) -> None:
     save_alexnet_standin(stage(transfer, "lpips-alexnet"))
     no_checksum("lpips-alexnet")
     save_inception_standin(stage(transfer, "cleanfid-inception"))
-    import_ok(transfer, "lpips-alexnet", "cleanfid-inception")
+    save_raft_standin(stage(transfer, "raft-large-things"))
+    no_checksum("raft-large-things")
+    save_i3d_standin(stage(transfer, "stylegan-v-i3d"))
+    save_r3d50_standin(stage(transfer, "resnet-50-kinetics"))
+    save_dino_standin(transfer)
+    import_ok(transfer, "lpips-alexnet", "cleanfid-inception", "raft-large-things", "stylegan-v-i3d",
+              "resnet-50-kinetics", "dino-hub-repo", "dino-vitb16")
 
 
 @pytest.mark.parametrize("name", metrics.names())
@@ -44,7 +60,7 @@ def test_metric_contract(name, isolated):
     if metric.available() is not None:
         pytest.skip(f"{name}: no stand-in weights here ({metric.available()[:60]}…)")
     metric.prepare(torch.device("cpu"))
-    clip = generate_clips(ShapesOptions(count=1, size=32, frames=6))[0]
+    clip = generate_clips(ShapesOptions(count=1, size=32, frames=16))[0]   # fid_vid's segment: 16
     with pytest.warns() if name == "fid" else contextlib.nullcontext():       # FID warns about few samples
         result = metric.score(Video(clip.frames.clone()), clip)
     values = flatten(name, result)

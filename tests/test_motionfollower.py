@@ -200,28 +200,15 @@ def test_pose_feature_is_added_to_conv_in_output(bb, case):
 
 # ---- released-format checkpoints -------------------------------------------------------------
 
-def released_motion_name(key: str) -> str:
-    """diffusers -> the released (AnimateDiff v2 / AnimateAnyone) name of a motion-module key,
-    written out from the released module layout."""
-    import re
-
-    if ".motion_modules." not in key:
-        return key
-    key = re.sub(r"(\.motion_modules\.\d+)\.", r"\1.temporal_transformer.", key)
-    key = re.sub(r"\.attn(\d)\.pos_embed\.pe$", lambda m: f".attention_blocks.{int(m.group(1)) - 1}.pos_encoder.pe", key)
-    key = re.sub(r"\.attn(\d)\.", lambda m: f".attention_blocks.{int(m.group(1)) - 1}.", key)
-    key = re.sub(r"\.norm([12])\.", lambda m: f".norms.{int(m.group(1)) - 1}.", key)
-    return key.replace(".norm3.", ".ff_norm.")
-
-
 def test_released_key_names_convert():
     from motiongrid.methods.motionfollower.real import convert_unet_key
 
     pairs = {
         "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.to_q.weight":
             "down_blocks.0.motion_modules.0.transformer_blocks.0.attn1.to_q.weight",
+        # both released tables of a block -> diffusers' one table of that block
         "down_blocks.0.motion_modules.1.temporal_transformer.transformer_blocks.0.attention_blocks.1.pos_encoder.pe":
-            "down_blocks.0.motion_modules.1.transformer_blocks.0.attn2.pos_embed.pe",
+            "down_blocks.0.motion_modules.1.transformer_blocks.0.pos_embed.pe",
         "up_blocks.3.motion_modules.2.temporal_transformer.transformer_blocks.0.ff_norm.weight":
             "up_blocks.3.motion_modules.2.transformer_blocks.0.norm3.weight",
         "mid_block.motion_modules.0.temporal_transformer.transformer_blocks.0.norms.1.bias":
@@ -232,7 +219,16 @@ def test_released_key_names_convert():
     }
     for released, ours in pairs.items():
         assert convert_unet_key(released) == ours
-        assert released_motion_name(ours) == released
+
+
+def test_diffusers_positional_table_equals_the_released_one():
+    """diffusers builds the table the released files store, at every position up to the
+    motion modules' length (so dropping the released tables loses nothing)."""
+    from diffusers.models.embeddings import SinusoidalPositionalEmbedding
+    from released_layouts import released_positional_table
+
+    for width in (320, 640, 1280, 16):
+        assert torch.allclose(SinusoidalPositionalEmbedding(width, 32).pe, released_positional_table(32, width), atol=1e-6)
 
 
 def _tiny_unet2d(tmp_path):
@@ -250,45 +246,65 @@ def _tiny_unet2d(tmp_path):
 ADAPTER = {"motion_norm_num_groups": 8, "motion_num_attention_heads": 2}
 
 
+def _released_files(tmp_path, unet2d, motion_in_denoiser=False):
+    """Tiny released-format files under the released key names (tests/released_layouts.py)."""
+    from released_layouts import released_appearance_adapter, released_motion_modules
+
+    channels = tuple(unet2d.config.block_out_channels)
+    g = torch.Generator().manual_seed(3)
+    spatial = {k: torch.randn(v.shape, generator=g) for k, v in unet2d.state_dict().items()}
+    motion = released_motion_modules(channels, unet2d.config.layers_per_block, mid=True, seed=1)
+    ref = released_appearance_adapter(channels, seed=2)
+    torch.save(motion, tmp_path / "motion_module.pth")
+    torch.save({**spatial, **ref, **(motion if motion_in_denoiser else {})}, tmp_path / "denoising_unet.pth")
+    return spatial, motion, ref
+
+
 def test_released_format_checkpoints_load_through_the_conversion_strictly(tmp_path):
-    from motiongrid.methods.motionfollower.controllers import KeyConversionError, PoseController, load_strict, reference_controller
-    from motiongrid.methods.motionfollower.real import build_unet, load_released_unets
+    from released_layouts import signatures
+
+    from motiongrid.methods.motionfollower.controllers import KeyConversionError, PoseController, load_strict
+    from motiongrid.methods.motionfollower.real import load_released_unets
 
     unet2d = _tiny_unet2d(tmp_path)
-    torch.manual_seed(1)
-    trained = build_unet(unet2d, ADAPTER)                 # stands in for the fine-tuned denoiser
-    for p in trained.parameters():
-        p.data.normal_()
-    ref = reference_controller((16, 32), num_res_blocks=2, downscale_factor=8)
-    state = trained.state_dict()
-    motion = {released_motion_name(k): v for k, v in state.items() if ".motion_modules." in k}
-    spatial = {k: v for k, v in state.items() if ".motion_modules." not in k}
-    released_ref = {}
-    for k, v in ref.state_dict().items():   # adapter.body.{i}.resnets.{j}.X -> appearance_adapter.body.{2i+j}.X
-        import re
-
-        m = re.fullmatch(r"adapter\.body\.(\d+)\.resnets\.(\d+)\.(.*)", k)
-        n = re.fullmatch(r"adapter\.body\.(\d+)\.in_conv\.(.*)", k)
-        name = (f"appearance_adapter.body.{2 * int(m.group(1)) + int(m.group(2))}.{m.group(3)}" if m else
-                f"appearance_adapter.body.{2 * int(n.group(1))}.in_conv.{n.group(2)}" if n else
-                "appearance_adapter." + k[len("adapter."):])
-        released_ref[name] = v
-    torch.save(motion, tmp_path / "motion_module.pth")
-    torch.save({**spatial, **released_ref}, tmp_path / "denoising_unet.pth")
+    spatial, motion, ref = _released_files(tmp_path, unet2d)
     denoiser, base, got_ref = load_released_unets(tmp_path / "base", tmp_path / "denoising_unet.pth",
                                                   tmp_path / "motion_module.pth", adapter_config=ADAPTER)
-    assert all(torch.equal(denoiser.state_dict()[k], v) for k, v in state.items())
-    assert all(torch.equal(got_ref.state_dict()[k], v) for k, v in ref.state_dict().items())
+    loaded = denoiser.state_dict()
+    # every released tensor arrived (the positional tables are diffusers' own), nothing else
+    tables = {k: v for k, v in motion.items() if k.endswith(".pos_encoder.pe")}
+    assert signatures({k: v for k, v in loaded.items() if not k.endswith(".pos_embed.pe")}) == \
+        signatures({**spatial, **{k: v for k, v in motion.items() if k not in tables}})
+    assert signatures(got_ref.state_dict()) == signatures(ref)
+    # spot checks written from the two module definitions
+    assert torch.equal(loaded["down_blocks.0.motion_modules.1.transformer_blocks.0.attn2.to_q.weight"],
+                       motion["down_blocks.0.motion_modules.1.temporal_transformer.transformer_blocks.0.attention_blocks.1.to_q.weight"])
+    assert torch.equal(loaded["up_blocks.1.motion_modules.2.transformer_blocks.0.norm3.bias"],
+                       motion["up_blocks.1.motion_modules.2.temporal_transformer.transformer_blocks.0.ff_norm.bias"])
+    assert torch.equal(got_ref.state_dict()["adapter.body.1.in_conv.weight"], ref["appearance_adapter.body.2.in_conv.weight"])
+    assert torch.equal(got_ref.state_dict()["adapter.body.1.resnets.1.block2.bias"], ref["appearance_adapter.body.3.block2.bias"])
     # the base keeps the image-variation spatial weights, with the released motion modules
     k_sp = next(k for k in spatial if "attn1.to_q" in k)
     assert torch.equal(base.state_dict()[k_sp], unet2d.state_dict()[k_sp])
-    k_mm = next(k for k in state if ".motion_modules." in k and k.endswith("to_q.weight"))
-    assert torch.equal(base.state_dict()[k_mm], state[k_mm])
+    k_mm = "mid_block.motion_modules.0.proj_in.weight"
+    assert torch.equal(base.state_dict()[k_mm], motion["mid_block.motion_modules.0.temporal_transformer.proj_in.weight"])
+    # a denoising_unet.pth that carries the motion modules too loads the same
+    _released_files(tmp_path, unet2d, motion_in_denoiser=True)
+    again, _, _ = load_released_unets(tmp_path / "base", tmp_path / "denoising_unet.pth",
+                                      tmp_path / "motion_module.pth", adapter_config=ADAPTER)
+    assert signatures(again.state_dict()) == signatures(denoiser.state_dict())
     # a key the conversion does not know is reported, never silently dropped
-    torch.save({**spatial, **released_ref, "down_blocks.0.attentions.0.transformer_blocks.0.attn_temp.to_q.weight": torch.zeros(1)},
+    torch.save({**spatial, **ref, "down_blocks.0.attentions.0.transformer_blocks.0.attn_temp.to_q.weight": torch.zeros(1)},
                tmp_path / "extra.pth")
     with pytest.raises(KeyConversionError, match="1 leftover keys.*attn_temp"):
         load_released_unets(tmp_path / "base", tmp_path / "extra.pth", tmp_path / "motion_module.pth", adapter_config=ADAPTER)
+    # a positional table that is not the standard one is an error, not dropped
+    bad = dict(motion)
+    k_pe = next(iter(tables))
+    bad[k_pe] = bad[k_pe].flip(1)
+    torch.save(bad, tmp_path / "bad_pe.pth")
+    with pytest.raises(KeyConversionError, match="differs from diffusers' sinusoidal table"):
+        load_released_unets(tmp_path / "base", tmp_path / "denoising_unet.pth", tmp_path / "bad_pe.pth", adapter_config=ADAPTER)
     # PoCtr: the released names are ours
     pose = PoseController(320)
     saved = {k: torch.randn_like(v) for k, v in pose.state_dict().items()}
@@ -417,3 +433,75 @@ def test_reconstruction_psnr_note_uses_the_psnr_metrics_convention():
     b = (a + 0.05 * torch.randn(a.shape, generator=gen)).clamp(0, 1)
     b[0] = a[0]                                              # one identical frame: the 100 dB cap
     assert reconstruction_psnr(b, a) == pytest.approx(float(PSNR().per_frame(b, a).mean()), abs=1e-9)
+
+
+# ---- released behaviour per setting: cfg per mode, estimator seed, memory ----------------------
+
+def test_cfg_defaults_per_mode_as_the_released_readme_runs_them(bb):
+    import dataclasses
+
+    from motiongrid.methods.motionfollower.adapter import MotionFollower
+    from motiongrid.methods.motionfollower.params import RELEASED_CFG, MotionFollowerParams
+
+    assert RELEASED_CFG == {"edit": 7.0, "camera": 3.5}     # README: cases 1-5 --cfg 7.0; 6-7 (camera) the default 3.5
+    real = dataclasses.replace(bb, default_cfg=7.0, default_camera_cfg=3.5)
+    assert MotionFollower.cfg(real, MotionFollowerParams()) == 7.0
+    assert MotionFollower.cfg(real, MotionFollowerParams(camera=True)) == 3.5
+    assert MotionFollower.cfg(real, MotionFollowerParams(camera=True, cfg=2.0)) == 2.0
+    assert MotionFollower.cfg(bb, MotionFollowerParams(camera=True)) == bb.default_cfg   # toy: one default
+
+
+def test_estimator_seed_draws_another_untrained_reference_controller(bb, case):
+    default = bb.reference_features(case.frames, estimator=True)
+    again = bb.reference_features(case.frames, estimator=True, seed=0)
+    other = bb.reference_features(case.frames, estimator=True, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(default, again))
+    assert not any(torch.allclose(a, b) for a, b in zip(default, other))
+
+
+def _guided_run(bb, case, memory, camera=False):
+    inp = inputs(bb, case)
+    sched = EditSchedule.released(8)
+    x_T = torch.randn((1, *bb.latent_shape()), generator=torch.Generator().manual_seed(7))
+    sampler = EditSampler(bb, 8, 1.0, 4.0, sched, "released", camera=camera, memory=memory)
+    seen = {"trainable": [], "cached": []}
+    original = sampler.guidance
+
+    def spy(x, t, R, inp_, info, only=None):
+        out = original(x, t, R, inp_, info, only)
+        seen["cached"].append(len(cache_of(sampler)))
+        return out
+
+    def cache_of(s):
+        return s._last_cache
+    sampler._last_cache = {}
+    recon_features = sampler.recon_features
+
+    def recording_features(i, latent, t, inp_, cache):
+        sampler._last_cache = cache
+        seen["trainable"].append(any(p.requires_grad for p in bb.base_unet.parameters()))
+        return recon_features(i, latent, t, inp_, cache)
+    sampler.recon_features, sampler.guidance = recording_features, spy
+    hook = bb.base_unet.conv_in.register_forward_hook(
+        lambda m, a, o: seen.setdefault("grad_in_estimator", []).append(m.weight.requires_grad))
+    try:
+        result = sampler.run(x_T, inp, torch.Generator().manual_seed(7))
+    finally:
+        hook.remove()
+    return result, seen
+
+
+@pytest.mark.parametrize("camera", [False, True])
+def test_memory_modes_change_memory_never_the_edit(bb, case, camera):
+    """"released" (default): R recomputed per guidance call and dropped, the estimator's
+    parameters not frozen during guidance, camera K/V parked on the CPU; "cache": R kept per
+    step, frozen, K/V on the device. The edit is the same."""
+    released, seen_r = _guided_run(bb, case, "released", camera)
+    cached, seen_c = _guided_run(bb, case, "cache", camera)
+    assert torch.allclose(released.video, cached.video, atol=1e-6)
+    assert released.info["guidance_calls"] == cached.info["guidance_calls"] > 0
+    assert max(seen_r["cached"]) == 0 and max(seen_c["cached"]) > 0
+    assert True in seen_r["grad_in_estimator"] and True not in seen_c["grad_in_estimator"]
+    assert not any(p.requires_grad for p in bb.base_unet.parameters())          # restored after guidance
+    with pytest.raises(ValueError, match="memory must be"):
+        EditSampler(bb, 8, 1.0, 4.0, EditSchedule.released(8), memory="fast")

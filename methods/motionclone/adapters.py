@@ -14,6 +14,7 @@ from motiongrid.bench.fingerprint import memo
 from motiongrid.bench.memory_estimate import stage
 from motiongrid.bench.registry import methods
 from motiongrid.bench.video import Video
+from motiongrid.methods.animatediff_released import set_motion_norm
 from motiongrid.methods.backbone import Backbone, BackboneSpec, backbone_spec, load_backbone, shape_only_backbone
 from motiongrid.methods.motionclone.guidance import (
     CALIBRATED_WEIGHTS,
@@ -94,13 +95,25 @@ class _BackboneMethod(Method):
         inputs = {"method": f"{type(self).__module__}.{type(self).__qualname__}",
                   "params": params.model_dump(mode="json"), "backbone": bb.fingerprint,
                   "scheduler": bb.scheduler_config, "motiongrid": __version__, "diffusers": version("diffusers"),
-                  "defaults": [bb.default_steps, bb.default_cfg, bb.default_negative_prompt, bb.default_preset]}
+                  "defaults": [bb.default_steps, bb.default_cfg, bb.default_negative_prompt, bb.default_preset,
+                               bb.default_motion_norm]}
         return {**bb.fingerprint, **memo("sampler-settings", inputs, lambda: self.sampler_fingerprint(bb, params))}
 
     def sampler_fingerprint(self, bb: Backbone | BackboneSpec, params: SamplerParams) -> dict:
         steps, cfg, negative = self.sampler_settings(bb, params)
-        return {"steps": steps, "cfg": cfg, "negative_prompt": negative,
-                "schedule": self.schedule(bb, params).describe()}
+        out = {"steps": steps, "cfg": cfg, "negative_prompt": negative, "schedule": self.schedule(bb, params).describe()}
+        if self.motion_norm(bb, params) != "diffusers":    # keys made before the setting existed stay
+            out["motion_norm"] = self.motion_norm(bb, params)
+        return out
+
+    @staticmethod
+    def motion_norm(bb: Backbone | BackboneSpec, params: SamplerParams) -> str:
+        return params.motion_norm or getattr(bb, "default_motion_norm", "diffusers")
+
+    def use_motion_norm(self, bb: Backbone, params: SamplerParams) -> str:
+        norm = self.motion_norm(bb, params)
+        set_motion_norm(bb.unet, norm)
+        return norm
 
     @staticmethod
     def preset(bb: Backbone, params: SamplerParams) -> dict:
@@ -138,6 +151,7 @@ class _BackboneMethod(Method):
 
     def sample(self, clip: Clip, params: SamplerParams, seed: int, guidance: Guidance | None) -> Video:
         bb = self.backbone(params.model)
+        self.use_motion_norm(bb, params)
         _, cfg, negative = self.sampler_settings(bb, params)
         prompt = clip.target_prompt or clip.prompt
         self.last_trace = []
@@ -179,6 +193,9 @@ class MotionCloneMethod(_BackboneMethod):
         settings = {"model": bb.model_id, "fingerprint": bb.fingerprint, "t_alpha": p.t_alpha,
                     "blocks": names, "k": k, "size": [bb.num_frames, bb.height, bb.width],
                     "seed": seed, "noise": "generation's initial noise", "dtype": str(bb.dtype)}
+        norm = self.use_motion_norm(bb, p)
+        if norm != "diffusers":
+            settings["motion_norm"] = norm
         tensors = self.cache.get_or_compute(
             clip.content_hash, "motionclone-temporal-attention", settings,
             lambda: representation_to_tensors(_extract_in_stage(

@@ -70,7 +70,7 @@ import numpy as np
 import torch
 
 from motiongrid.bench.memory_estimate import stage
-from motiongrid.bench.video import resize_frames, sample_frame_indices
+from motiongrid.bench.video import VideoError, resize_frames
 from motiongrid.methods.backbone import Backbone
 
 # ---- released settings ------------------------------------------------------------------
@@ -272,9 +272,17 @@ def _unet(backbone: Backbone, latents: torch.Tensor, t, context: torch.Tensor) -
     return out.float()
 
 
+def released_frame_indices(total: int, count: int) -> list[int]:
+    """The release's reference frames: ``np.linspace(0, total − 1, count, dtype=int)``, i.e.
+    uniform positions rounded DOWN (6 → 4 frames: 0, 1, 3, 5; rounding would give 0, 2, 3, 5)."""
+    if total <= 0:
+        raise VideoError("cannot sample frames from an empty video")
+    return np.linspace(0, total - 1, count, dtype=int).tolist()
+
+
 def reference_latents(backbone: Backbone, frames: torch.Tensor) -> torch.Tensor:
-    """Clip frames (T,3,H,W in [0,1]) -> backbone input: uniform frame sampling, resize, encode."""
-    picked = frames[sample_frame_indices(frames.shape[0], backbone.num_frames)]
+    """Clip frames (T,3,H,W in [0,1]) -> backbone input: the released frame sampling, resize, encode."""
+    picked = frames[released_frame_indices(frames.shape[0], backbone.num_frames)]
     picked = resize_frames(picked, (backbone.height, backbone.width))
     return backbone.encode_video(picked).float()
 
@@ -431,17 +439,20 @@ def _from_eps(eps: torch.Tensor, x: torch.Tensor, a: torch.Tensor, kind: str) ->
 
 
 def energy_and_grad(backbone: Backbone, latents: torch.Tensor, t, context: torch.Tensor,
-                    reference: Representation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    reference: Representation, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Conditional-branch pass with autograd up to the last guided attention map: returns the
-    model output (detached), the energy and its gradient w.r.t. ``latents``."""
+    model output (detached), the energy and the gradient of ``scale``·energy w.r.t. ``latents``.
+    The scaled energy is differentiated, as released (λ·ramp·E): through a half-precision UNet
+    the plain energy's gradient (≈ 2Δ/entries per attention entry, ~1e-6 at 512²) falls into
+    fp16's subnormals or to zero; scaled by λ = 2000 it does not. The energy stays fp32."""
     x = latents.detach().requires_grad_(True)
     with torch.enable_grad():
         with stage("guidance forward"), record_temporal_attention(backbone.unet, list(reference), after="no_grad") as maps:
             out = _unet(backbone, x, t, context)
         energy = motion_energy(maps, reference)
         with stage("guidance backward"):
-            (grad,) = torch.autograd.grad(energy, x)
-    return out.detach(), energy.detach(), grad
+            (grad,) = torch.autograd.grad(energy * scale, x)
+    return out.detach(), energy.detach(), grad.float()
 
 
 def _alpha_bar_prev(scheduler, prev: int) -> torch.Tensor:
@@ -469,10 +480,10 @@ def denoise_step(backbone: Backbone, latents: torch.Tensor, t, prev: int, cond: 
 
     with torch.no_grad():
         out_u = _unet(backbone, x, t, uncond) if cfg != 0 else None
-    out_c, energy, grad = energy_and_grad(backbone, x, t, cond, reference)
+    out_c, energy, grad = energy_and_grad(backbone, x, t, cond, reference, scale=weight)   # ∇(λ·ramp·g)
     out = out_c if out_u is None else out_c + cfg * (out_c - out_u)
     a = _alpha_bar(sched, t).to(x.device)
-    correction = (weight * (1 - a).sqrt() * grad).float()
+    correction = ((1 - a).sqrt() * grad).float()
     if update == "released":
         a_prev = _alpha_bar_prev(sched, prev).to(x.device)
         return ddim_step(sched, out, t, prev, latents) - ((1 - a_prev).sqrt() * correction).float(), float(energy)

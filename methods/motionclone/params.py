@@ -6,11 +6,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from motiongrid.bench.params import Params
+from motiongrid.bench.params import LateParams
+from motiongrid.methods.animatediff_released import MOTION_NORMS
 from motiongrid.methods.backbone import check_model_id
 
 
-class SamplerParams(Params):
+class SamplerParams(LateParams):
+    added_later = ("motion_norm",)
     model: str = Field("animatediff", description="backbone id: 'animatediff', 'toy' or 'animatediff:<folder>'")
     steps: int | None = Field(None, ge=1, description="DDIM steps; None = the backbone's default")
     cfg: float | None = Field(None, ge=0, description="ε_c + cfg·(ε_c − ε_u); None = the backbone's default")
@@ -24,6 +26,9 @@ class SamplerParams(Params):
     guided_steps: int | None = Field(None, ge=1, description="guided steps; None = the preset's, else guided_fraction·steps")
     threshold: int | None = Field(None, ge=1, le=999, description="released list: guided steps lie at t ≥ threshold; "
                                                                   "None = the preset's, else 700")
+    motion_norm: Literal[MOTION_NORMS] | None = Field(
+        None, description="motion-module GroupNorm: 'released' per frame (original AnimateDiff), 'diffusers' over all "
+                          "frames; None = the backbone's own (AnimateDiff: released; toy: diffusers, as trained)")
 
     @field_validator("model")
     @classmethod

@@ -16,8 +16,15 @@ from motiongrid.bench.api import Method
 from motiongrid.bench.clip import Clip
 from motiongrid.bench.registry import methods
 from motiongrid.bench.video import Video
+from motiongrid.methods.animatediff_released import set_motion_norm
 from motiongrid.methods.motionfollower.model import EditBackbone
-from motiongrid.methods.motionfollower.params import MotionFollowerParams, fingerprint
+from motiongrid.methods.motionfollower.params import (
+    ESTIMATOR_SEED,
+    MotionFollowerParams,
+    fingerprint,
+    native_motion_norm,
+    settings_fingerprint,
+)
 from motiongrid.methods.motionfollower.sampler import EditInputsOnDevice, EditSampler, EditSchedule
 
 
@@ -68,9 +75,15 @@ class MotionFollower(Method):
 
     def fingerprint(self, params: MotionFollowerParams) -> dict:
         """From the weight files alone (no model is loaded to key a cell)."""
-        if params.model in self.backbones:
-            return self.backbones[params.model].fingerprint
-        return fingerprint(params.model)
+        base = self.backbones[params.model].fingerprint if params.model in self.backbones else fingerprint(params.model)
+        return {**base, **settings_fingerprint(params)}
+
+    @staticmethod
+    def cfg(bb: EditBackbone, params: MotionFollowerParams) -> float:
+        """The parameter, else the backbone's default for the mode (released: 7.0, camera 3.5)."""
+        if params.cfg is not None:
+            return params.cfg
+        return bb.default_camera_cfg if params.camera and bb.default_camera_cfg is not None else bb.default_cfg
 
     def load(self, params: MotionFollowerParams) -> None:
         self.backbone(params.model)
@@ -79,6 +92,10 @@ class MotionFollower(Method):
         if clip.edit is None:
             raise ValueError(f"clip {clip.id!r} is not an editing case")
         bb = self.backbone(params.model)
+        norm = params.motion_norm or native_motion_norm(params.model)
+        for unet in (bb.unet, bb.base_unet):
+            set_motion_norm(unet, norm)
+        seed_estimator = ESTIMATOR_SEED if params.estimator_seed is None else params.estimator_seed
         inputs = clip.edit.inputs(clip)
         n = params.frames or clip.video.num_frames
         if n > clip.video.num_frames:
@@ -98,20 +115,21 @@ class MotionFollower(Method):
                 target_pose=bb.pose_features(_fit(inputs.target_poses[:n], size)),
                 reference=(reference := bb.reference_features(source)),
                 # the released estimator has its own (untrained) ReCtr; only guidance reads it
-                estimator_reference=bb.reference_features(source, estimator=True)
+                estimator_reference=bb.reference_features(source, estimator=True, seed=seed_estimator)
                 if params.estimator == "released" and params.energy_scale != 0 else reference,
                 source_masks=_fit(inputs.source_masks[:n], size, masks=True).to(bb.device),
                 target_masks=_fit(inputs.target_masks[:n], size, masks=True).to(bb.device))
         steps = params.steps or bb.default_steps
         schedule = EditSchedule.released(steps, params.guided_steps)
-        sampler = EditSampler(bb, steps, params.cfg if params.cfg is not None else bb.default_cfg,
-                              params.energy_scale, schedule, params.estimator, params.mask_roles, params.camera)
+        sampler = EditSampler(bb, steps, self.cfg(bb, params), params.energy_scale, schedule, params.estimator,
+                              params.mask_roles, params.camera, params.memory or "released")
         generator = torch.Generator().manual_seed(seed)      # one CPU generator: x_T, then SDE noise
         x_T = torch.randn(bb.latent_shape(), generator=generator)[None].to(**dev)
         result = sampler.run(x_T, inp, generator)
         out = _fit(result.video, tuple(clip.frames.shape[-2:]))   # back to the clip's size for scoring
         self.last_reconstruction = result.reconstruction
-        self.cell_notes = {"guidance_calls": result.info["guidance_calls"],
+        self.cell_notes = {"guidance_calls": result.info["guidance_calls"], "memory": sampler.memory,
+                           "cfg": sampler.cfg, "motion_norm": norm, "estimator_seed": seed_estimator,
                            "dropped_frame_terms": result.info["dropped_frame_terms"],
                            "reconstruction_psnr": round(reconstruction_psnr(result.reconstruction, source.cpu()), 3)}
         return Video(out, clip.video.fps)

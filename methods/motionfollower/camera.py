@@ -27,6 +27,7 @@ _UP_SELF_ATTENTION = re.compile(r"^up_blocks\.\d+\.attentions\.\d+\.transformer_
 class CameraState:
     source_masks: torch.Tensor                 # (F, H, W) bool
     target_masks: torch.Tensor
+    park: bool = True                          # keep K/V on the CPU between save and inject (as released)
     mode: str = "off"                          # off | save | inject
     step: int = -1
     buffers: dict = field(default_factory=dict)  # (layer, step) -> (key, value)
@@ -59,9 +60,10 @@ class CameraAttnProcessor:
         b, n, _ = hidden_states.shape
         query, key, value = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
         if st.mode == "save":
-            st.buffers[(self.layer, st.step)] = (key.detach(), value.detach())
+            kv = (key.detach(), value.detach())
+            st.buffers[(self.layer, st.step)] = tuple(x.cpu() for x in kv) if st.park else kv
         elif st.mode == "inject" and (self.layer, st.step) in st.buffers:
-            k_ref, v_ref = st.buffers[(self.layer, st.step)]
+            k_ref, v_ref = (x.to(key.device) for x in st.buffers[(self.layer, st.step)])
             frames = k_ref.shape[0]
             outside_s = 1 - _mask_tokens(st.source_masks, n, key)
             inside_t = _mask_tokens(st.target_masks, n, key).repeat(b // frames, 1, 1)

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from motiongrid.methods.animatediff_released import KeyConversionError
+
 RELEASED_POSE_CHANNELS = (16, 32, 96, 256)
 RELEASED_REFERENCE_CHANNELS = (320, 640, 1280, 1280)
 
@@ -68,10 +70,6 @@ def reference_controller(channels: Sequence[int] = RELEASED_REFERENCE_CHANNELS, 
 
 
 # ---- released checkpoint keys -> ours ---------------------------------------------------------
-
-class KeyConversionError(ValueError):
-    """A released checkpoint whose keys do not convert and load strictly; names the leftovers."""
-
 
 def convert_reference_controller(released: dict[str, torch.Tensor], num_res_blocks: int = 2,
                                  prefix: str = "appearance_adapter.") -> dict[str, torch.Tensor]:

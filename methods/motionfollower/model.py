@@ -30,9 +30,8 @@ from torch import nn
 from motiongrid.bench.video import to_minus_one_one
 from motiongrid.methods.backbone import Backbone
 from motiongrid.methods.motionfollower.controllers import PoseController, load_strict, reference_controller
+from motiongrid.methods.motionfollower.params import ESTIMATOR_SEED
 from motiongrid.methods.toy.model import ToyBackbone
-
-ESTIMATOR_SEED = 0   # the released estimator's ReCtr is random; ours is seeded
 
 
 @dataclass
@@ -44,8 +43,9 @@ class EditBackbone(Backbone):
     base_unet: nn.Module = None             # the estimator's UNet when estimator = "released"
     default_steps: int = 50
     default_cfg: float = 3.5
+    default_camera_cfg: float | None = None     # camera mode's default cfg; None = default_cfg
     max_frames: int = 32              # frames edited in one pass (the motion modules' positional encoding)
-    _estimator_reference: nn.Module | None = field(default=None, repr=False)
+    _estimator_references: dict = field(default_factory=dict, repr=False)   # seed -> ReCtr
 
     def context(self, frames: torch.Tensor, prompt: str) -> torch.Tensor:
         """(F, seq, dim) appearance context, one per source frame; zeros are unconditional."""
@@ -55,19 +55,21 @@ class EditBackbone(Backbone):
         """(F, 3, H, W) pose images in [0, 1] -> (F, C0, h, w) added after conv_in."""
         return self.pose_controller(poses.to(self.device, self.dtype))
 
-    def reference_features(self, frames: torch.Tensor, estimator: bool = False) -> list[torch.Tensor]:
-        """(F, 3, H, W) source frames in [0, 1] -> one (F, Ci, hi, wi) feature per down block."""
-        net = self.estimator_reference() if estimator else self.reference_controller
+    def reference_features(self, frames: torch.Tensor, estimator: bool = False,
+                           seed: int = ESTIMATOR_SEED) -> list[torch.Tensor]:
+        """(F, 3, H, W) source frames in [0, 1] -> one (F, Ci, hi, wi) feature per down block;
+        ``estimator``: the released estimator's untrained ReCtr, initialised from ``seed``."""
+        net = self.estimator_reference(seed) if estimator else self.reference_controller
         return list(net(to_minus_one_one(frames).to(self.device, self.dtype)))
 
-    def estimator_reference(self) -> nn.Module:
-        if self._estimator_reference is None:
+    def estimator_reference(self, seed: int = ESTIMATOR_SEED) -> nn.Module:
+        if seed not in self._estimator_references:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(ESTIMATOR_SEED)
+                torch.manual_seed(seed)
                 net = reference_controller(**self.reference_config())
             net = net.to(self.device) if self.dtype == torch.float32 else net.to(self.device, self.dtype)
-            self._estimator_reference = net.eval().requires_grad_(False)
-        return self._estimator_reference
+            self._estimator_references[seed] = net.eval().requires_grad_(False)
+        return self._estimator_references[seed]
 
     def reference_config(self) -> dict:
         raise NotImplementedError

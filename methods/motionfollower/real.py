@@ -6,10 +6,9 @@ strict loading, CLIP ViT-L/14 image conditioning per frame, sd-vae-ft-mse for de
 Released checkpoint keys (Moore-AnimateAnyone's UNet3DConditionModel) -> diffusers':
 - spatial layers keep their names (resnets, attentions.*.transformer_blocks.*.attn1/attn2/ff,
   norms, conv_in/out, time_embedding, down/upsamplers);
-- motion modules ``….motion_modules.k.temporal_transformer.X`` -> ``….motion_modules.k.X`` with,
-  inside each transformer block, ``attention_blocks.0/1`` -> ``attn1/attn2``, ``norms.0/1`` ->
-  ``norm1/norm2``, ``ff_norm`` -> ``norm3``, and ``attention_blocks.i.pos_encoder.pe`` ->
-  ``attni.pos_embed.pe`` (what diffusers' own AnimateDiff conversion script does);
+- motion modules: the original AnimateDiff names (``methods/animatediff_released.py``); their
+  positional tables are checked against diffusers' and then left to diffusers (as its own
+  AnimateDiff conversion script does);
 - ``appearance_adapter.*`` (ReCtr) -> the T2I-Adapter (``controllers.convert_reference_controller``).
 Every conversion ends in a strict load that lists missing and leftover keys.
 
@@ -18,13 +17,13 @@ tests build tiny released-format checkpoints and load them through this path.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from motiongrid.bench import weights
+from motiongrid.methods.animatediff_released import convert_motion_key, convert_motion_state, set_motion_norm
 from motiongrid.methods.motionfollower.controllers import (
     RELEASED_POSE_CHANNELS,
     RELEASED_REFERENCE_CHANNELS,
@@ -44,36 +43,20 @@ MOTION_ADAPTER_CONFIG = {"motion_layers_per_block": 2, "motion_mid_block_layers_
                          "motion_num_attention_heads": 8, "motion_norm_num_groups": 32,
                          "motion_max_seq_length": 32, "use_motion_mid_block": True}
 VAE_SCALE = 0.18215
-RELEASED_CFG, RELEASED_STEPS, RELEASED_SIZE, RELEASED_FRAMES = 3.5, 50, 512, 24
-
-_MOTION_RULES = (
-    (re.compile(r"\.temporal_transformer\."), "."),
-    (re.compile(r"\.attention_blocks\.(\d)\.pos_encoder\.pe$"), lambda m: f".attn{int(m.group(1)) + 1}.pos_embed.pe"),
-    (re.compile(r"\.attention_blocks\.(\d)\."), lambda m: f".attn{int(m.group(1)) + 1}."),
-    (re.compile(r"\.norms\.(\d)\."), lambda m: f".norm{int(m.group(1)) + 1}."),
-    (re.compile(r"\.ff_norm\."), ".norm3."),
-)
-
+RELEASED_STEPS, RELEASED_SIZE, RELEASED_FRAMES = 50, 512, 24
 
 def convert_unet_key(key: str) -> str:
     """One released UNet3D key -> its diffusers UNetMotionModel name (module doc)."""
-    if ".motion_modules." not in key:
-        return key
-    for pattern, repl in _MOTION_RULES:
-        key = pattern.sub(repl, key)
-    return key
+    return convert_motion_key(key)
 
 
-def convert_denoising_unet(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
-    """Released ``denoising_unet.pth`` -> (UNet state, ReCtr state)."""
-    unet = {convert_unet_key(k): v for k, v in state.items() if not k.startswith("appearance_adapter.")}
-    return unet, convert_reference_controller(state)
-
-
-def motion_adapter_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Released ``motion_module.pth`` (AnimateDiff-v2 names) -> diffusers MotionAdapter keys:
-    ``down_blocks.i.motion_modules.j`` keep their place; ``up_blocks``/``mid_block`` likewise."""
-    return {convert_unet_key(k): v for k, v in state.items()}
+def convert_denoising_unet(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor],
+                           where: str = "denoising_unet.pth") -> tuple[dict, dict]:
+    """Released ``denoising_unet.pth`` -> (UNet state, ReCtr state); motion-module tensors, if
+    the file holds any, converted as ``motion_module.pth``'s (positional tables checked)."""
+    unet = {k: v for k, v in state.items() if not k.startswith("appearance_adapter.") and ".motion_modules." not in k}
+    motion = convert_motion_state({k: v for k, v in state.items() if ".motion_modules." in k}, own, where)
+    return {**unet, **motion}, convert_reference_controller(state)
 
 
 def _torch_load(path) -> dict[str, torch.Tensor]:
@@ -95,20 +78,22 @@ def load_released_unets(base_dir, denoising_path, motion_path, dtype=torch.float
 
     unet2d = UNet2DConditionModel.from_pretrained(base_dir, subfolder="unet")
     base = build_unet(unet2d, adapter_config)
-    motion = motion_adapter_state(_torch_load(motion_path))
     own = base.state_dict()
+    motion = convert_motion_state(_torch_load(motion_path), own, str(motion_path))
     # the base: image-variation spatial weights + the released motion modules (all of them)
     unknown = sorted(k for k in motion if k not in own)
     if unknown:
         raise KeyConversionError(f"{motion_path}: {len(unknown)} motion-module keys do not convert: {unknown[:6]}")
-    missing_mm = sorted(k for k in own if ".motion_modules." in k and k not in motion)
+    # diffusers' positional tables are computed, not loaded (checked equal above)
+    missing_mm = sorted(k for k in own if ".motion_modules." in k and k not in motion and not k.endswith(".pos_embed.pe"))
     if missing_mm:
         raise KeyConversionError(f"{motion_path}: {len(missing_mm)} motion-module keys missing: {missing_mm[:6]}")
     base.load_state_dict({**own, **motion}, strict=True)
-    unet_state, ref_state = convert_denoising_unet(_torch_load(denoising_path))
+    unet_state, ref_state = convert_denoising_unet(_torch_load(denoising_path), own, str(denoising_path))
     denoiser = build_unet(unet2d, adapter_config)
+    tables = {k: v for k, v in own.items() if k.endswith(".pos_embed.pe")}
     # denoising_unet.pth may leave the motion modules to motion_module.pth (as released)
-    load_strict(denoiser, {**motion, **unet_state}, f"{denoising_path} [UNet]")
+    load_strict(denoiser, {**tables, **motion, **unet_state}, f"{denoising_path} [UNet]")
     # one ReCtr level per down block, at that block's width (320/640/1280/1280 on SD1.x)
     ref = reference_controller(tuple(unet2d.config.block_out_channels))
     load_strict(ref, ref_state, f"{denoising_path} [ReCtr]")
@@ -148,7 +133,12 @@ def load_motionfollower_backbone(model_id: str = "motionfollower", device: torch
     from diffusers import AutoencoderKL, DDIMScheduler
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-    from motiongrid.methods.motionfollower.params import IMAGE_VARIATION_WEIGHTS, VAE_WEIGHTS, released_fingerprint
+    from motiongrid.methods.motionfollower.params import (
+        IMAGE_VARIATION_WEIGHTS,
+        RELEASED_CFG,
+        VAE_WEIGHTS,
+        released_fingerprint,
+    )
 
     fingerprint = released_fingerprint()      # raises, naming every missing file and its fix
     device = torch.device(device)
@@ -164,10 +154,13 @@ def load_motionfollower_backbone(model_id: str = "motionfollower", device: torch
     vae = AutoencoderKL.from_pretrained(weights.require(VAE_WEIGHTS))
     for m in (denoiser, base, ref, pose, encoder, vae):
         m.eval().requires_grad_(False).to(device, dtype)
+    for m in (denoiser, base):
+        set_motion_norm(m, "released")
     return ReleasedEditBackbone(
         model_id=model_id, unet=denoiser, pose_controller=pose, reference_controller=ref, base_unet=base,
         scheduler=DDIMScheduler(**SCHEDULER_CONFIG), num_frames=frames, height=RELEASED_SIZE, width=RELEASED_SIZE,
-        device=device, dtype=dtype, default_steps=RELEASED_STEPS, default_cfg=RELEASED_CFG,
+        device=device, dtype=dtype, default_steps=RELEASED_STEPS,
+        default_cfg=RELEASED_CFG["edit"], default_camera_cfg=RELEASED_CFG["camera"], default_motion_norm="released",
         max_frames=MOTION_ADAPTER_CONFIG["motion_max_seq_length"],
         fingerprint=fingerprint,
         vae=vae, image_encoder=encoder, image_processor=processor)

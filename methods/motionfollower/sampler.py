@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -202,8 +202,11 @@ class EditSampler:
 
     def __init__(self, backbone: EditBackbone, steps: int, cfg: float, energy_scale: float,
                  schedule: EditSchedule, estimator: str = "released", mask_roles: str = "released",
-                 camera: bool = False):
+                 camera: bool = False, memory: str = "released"):
+        if memory not in ("released", "lean", "cache"):
+            raise ValueError(f"memory must be 'released', 'lean' or 'cache', got {memory!r}")
         self.bb, self.steps, self.cfg, self.energy_scale = backbone, steps, cfg, energy_scale
+        self.memory = memory
         self.schedule, self.estimator, self.mask_roles = schedule, estimator, mask_roles
         self.guidance_on = energy_scale != 0
         self.camera = camera
@@ -244,16 +247,38 @@ class EditSampler:
         return x, latents, recon_features
 
     def recon_features(self, i: int, latent: torch.Tensor, t: int, inp: EditInputsOnDevice, cache: dict) -> list[torch.Tensor]:
-        if i not in cache:
-            with torch.no_grad():
-                cache[i] = up_block_features(self._estimator_unet(), latent, t, inp.context, inp.source_pose,
-                                             inp.estimator_reference, FEATURE_BLOCKS)
-        return cache[i]
+        """R of step i: recomputed per guidance call and dropped after it, as released (memory
+        "released"/"lean"), or kept per step ("cache"; the "shared" estimator's come from the
+        reconstruction pass). The same values either way."""
+        if i in cache:
+            return cache[i]
+        with torch.no_grad():
+            R = up_block_features(self._estimator_unet(), latent, t, inp.context, inp.source_pose,
+                                  inp.estimator_reference, FEATURE_BLOCKS)
+        if self.memory == "cache":
+            cache[i] = R
+        return R
+
+    @contextmanager
+    def _estimator_trainable(self):
+        """memory "released": the released estimator's parameters are not frozen, so autograd
+        keeps what their gradients would need (more memory, same gradient to the latent)."""
+        unet = self._estimator_unet()
+        if self.memory != "released" or self.estimator != "released":
+            yield
+            return
+        frozen = [p for p in unet.parameters() if not p.requires_grad]
+        unet.requires_grad_(True)
+        try:
+            yield
+        finally:
+            for p in frozen:
+                p.requires_grad_(False)
 
     def guidance(self, x: torch.Tensor, t: int, R: list[torch.Tensor], inp: EditInputsOnDevice, info: dict,
                  only: frozenset[str] | None = None) -> torch.Tensor:
         """g for one step (module doc); ``only`` keeps just those terms (tests check each)."""
-        with torch.enable_grad():
+        with torch.enable_grad(), self._estimator_trainable():
             x = x.detach().requires_grad_(True)
             E = up_block_features(self._estimator_unet(), x, t, inp.context, inp.target_pose, inp.estimator_reference,
                                   FEATURE_BLOCKS)
@@ -318,7 +343,7 @@ class EditSampler:
         info = {"guidance_calls": 0, "dropped_frame_terms": {}, "energy": []}
         with ExitStack() as stack:
             if self.camera:
-                self.camera_state = CameraState(inp.source_masks, inp.target_masks)
+                self.camera_state = CameraState(inp.source_masks, inp.target_masks, park=self.memory != "cache")
                 stack.enter_context(camera_mode(self.bb.unet, self.camera_state))
             recon_final, recon_latents, recon_cache = self.reconstruct(x_T, inp, plan)
             x0 = self.edit(x_T, inp, plan, recon_latents, recon_cache, generator, info)
