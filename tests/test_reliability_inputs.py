@@ -301,15 +301,15 @@ def test_a_signal_during_model_loading_stops_before_the_first_cell(tmp_path, cap
     assert sqlite3.connect(out / "results.sqlite").execute("SELECT COUNT(*) FROM cells").fetchone()[0] == 0
 
 
-# ---- 10. the README's reliability table matches the code ---------------------------------------------
+# ---- 10. the reliability table (docs/reliability.md) matches the code ---------------------------------
 
 def test_readme_reliability_table_names_real_tests_and_the_store_schema_version():
-    text = (ROOT / "README.md").read_text()
-    table = text.split("## Reliability", 1)[1].split("\nExit codes", 1)[0]
+    text = (ROOT / "docs" / "reliability.md").read_text()
+    table = text.split("## Guarantees", 1)[1].split("\n## Exit codes", 1)[0]
     # was: "user_version = 1" while the store wrote 2
     assert f"`user_version` = {SCHEMA_VERSION}" in table
     for row in [line for line in table.splitlines() if line.startswith("| **")]:
         for ref in re.findall(r"`((?:tests/\w+\.py::)?test_\w+)`", row.rsplit("|", 2)[1]):
             path, _, name = ref.rpartition("::")
             file = path or "tests/test_reliability.py"   # as the table's heading says
-            assert f"def {name}(" in (ROOT / file).read_text(), f"README names {ref} ({file}), which does not exist"
+            assert f"def {name}(" in (ROOT / file).read_text(), f"docs/reliability.md names {ref} ({file}), which does not exist"
