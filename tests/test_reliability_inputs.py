@@ -278,7 +278,7 @@ def test_weights_import_refuses_what_list_calls_wrong_and_unknown_names_exit_2(i
         assert main(argv) == 2   # was: "nope: FAILED ..." and exit 1, like a failed download
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err
-        assert err.startswith(f"motiongrid weights {argv[1]}: error: unknown weight 'nope'; registered: ")
+        assert err.startswith(f"motiongrid weights {argv[1]}: error: unknown weight 'nope'; available: ")
         assert "lpips-alexnet" in err and "cotracker3-offline" in err
 
 
