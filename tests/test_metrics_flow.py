@@ -11,8 +11,9 @@ from metric_helpers import clip_of, import_ok, no_checksum, save_raft_standin, s
 
 from motiongrid.bench import weights
 from motiongrid.bench.api import MetricUnavailable
+from motiongrid.bench.toyworld import Scene
 from motiongrid.bench.video import Video
-from motiongrid.datasets.shapes import PRESETS, ShapesOptions, _Scene, generate_clips, make_clip, random_spec
+from motiongrid.datasets.shapes import PRESETS, ShapesOptions, generate_clips, make_clip, random_spec
 from motiongrid.metrics.flow import RAFT_WEIGHT, DynamicDegree, WarpError, farneback, fb_consistent, top_magnitude, vbench_dynamic, warp
 
 TOY = ShapesOptions(**{**PRESETS["toy"], "count": 3})
@@ -67,7 +68,7 @@ def test_exact_flow_carries_each_pixel_to_where_its_surface_was():
     clip = make_clip(spec, TOY, "c")
     assert clip.content_hash == toy_clips()[0].content_hash
     flow, valid = clip.flow()
-    masks = _Scene(spec, TOY).masks()
+    masks = Scene(spec, TOY).masks()
     inner = masks[1:] & valid
     assert inner.sum() > 20
     v = torch.tensor(spec.velocity, dtype=torch.float32)
