@@ -113,7 +113,9 @@ def register(entry: WeightFile, replace: bool = False) -> WeightFile:
     twice with a different entry is an error unless ``replace`` (tests use it to point an entry
     at a locally made file)."""
     old = registry.weights._items.get(entry.name)
-    if old is not None and old != entry:
+    if old is not None and old == entry:
+        return old                      # the same entry again (e.g. a test's replace that changes nothing)
+    if old is not None:
         if not replace:
             raise ValueError(f"weight {entry.name!r} is registered twice with different settings")
         registry.weights.unregister(entry.name)
