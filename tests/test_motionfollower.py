@@ -512,3 +512,48 @@ def test_memory_modes_change_memory_never_the_edit(bb, case, camera):
     assert not any(p.requires_grad for p in bb.base_unet.parameters())          # restored after guidance
     with pytest.raises(ValueError, match="memory must be"):
         EditSampler(bb, 8, 1.0, 4.0, EditSchedule.released(8), memory="fast")
+
+
+@pytest.mark.slow
+def test_released_format_checkpoints_load_strictly_at_real_size(tmp_path):
+    """Shape-only: random fp16 weights at the released sizes under the released key names
+    (SD1.5 image-variation UNet, 320/640/1280/1280), never committed; all three files load strictly."""
+    import gc
+
+    from diffusers import UNet2DConditionModel
+    from released_layouts import released_appearance_adapter, released_motion_modules
+
+    from motiongrid.methods.motionfollower.controllers import RELEASED_POSE_CHANNELS, PoseController, load_strict
+    from motiongrid.methods.motionfollower.real import _torch_load, load_released_unets
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float16)      # build every model in fp16: peak RSS stays a few GB
+    try:
+        unet2d = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)
+        unet2d.save_pretrained(tmp_path / "base" / "unet")
+        channels = tuple(unet2d.config.block_out_channels)
+        assert channels == (320, 640, 1280, 1280)
+        spatial = {k: v.half() for k, v in unet2d.state_dict().items()}
+        del unet2d
+        motion = {k: v.half() for k, v in released_motion_modules(channels, 2, mid=True, seed=1).items()}
+        torch.save(motion, tmp_path / "motion_module.pth")
+        n_motion = sum(v.numel() for v in motion.values())
+        del motion
+        ref = {k: v.half() for k, v in released_appearance_adapter(channels, seed=2).items()}
+        torch.save({**spatial, **ref}, tmp_path / "denoising_unet.pth")
+        n_spatial, ref_keys = sum(v.numel() for v in spatial.values()), set(ref)
+        del spatial, ref
+        gc.collect()
+        denoiser, base, got_ref = load_released_unets(tmp_path / "base", tmp_path / "denoising_unet.pth",
+                                                      tmp_path / "motion_module.pth", dtype=torch.float16)
+        n_loaded = sum(v.numel() for k, v in denoiser.state_dict().items() if not k.endswith(".pos_embed.pe"))
+        tables = sum(v.numel() for k, v in _torch_load(tmp_path / "motion_module.pth").items() if k.endswith(".pos_encoder.pe"))
+        assert n_loaded == n_spatial + n_motion - tables
+        assert n_loaded > 1.2e9            # SD1.5 UNet (~860 M) + motion modules (~450 M)
+        assert len(got_ref.state_dict()) == len(ref_keys)
+        del denoiser, base, got_ref
+        pose = PoseController(320, RELEASED_POSE_CHANNELS)
+        torch.save({k: torch.randn_like(v) for k, v in pose.state_dict().items()}, tmp_path / "pose_guider.pth")
+        load_strict(PoseController(320, RELEASED_POSE_CHANNELS), _torch_load(tmp_path / "pose_guider.pth"), "pose_guider.pth")
+    finally:
+        torch.set_default_dtype(old)

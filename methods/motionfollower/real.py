@@ -60,7 +60,8 @@ def convert_denoising_unet(state: dict[str, torch.Tensor], own: dict[str, torch.
 
 
 def _torch_load(path) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    # mmap: the real-size files are read page by page, not copied whole into memory
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
@@ -91,11 +92,13 @@ def load_released_unets(base_dir, denoising_path, motion_path, dtype=torch.float
     base.load_state_dict({**own, **motion}, strict=True)
     unet_state, ref_state = convert_denoising_unet(_torch_load(denoising_path), own, str(denoising_path))
     denoiser = build_unet(unet2d, adapter_config)
+    channels = tuple(unet2d.config.block_out_channels)
+    del unet2d                                # real size: free the 2D UNet before the next copy
     tables = {k: v for k, v in own.items() if k.endswith(".pos_embed.pe")}
     # denoising_unet.pth may leave the motion modules to motion_module.pth (as released)
     load_strict(denoiser, {**tables, **motion, **unet_state}, f"{denoising_path} [UNet]")
     # one ReCtr level per down block, at that block's width (320/640/1280/1280 on SD1.x)
-    ref = reference_controller(tuple(unet2d.config.block_out_channels))
+    ref = reference_controller(channels)
     load_strict(ref, ref_state, f"{denoising_path} [ReCtr]")
     return denoiser.to(dtype), base.to(dtype), ref.to(dtype)
 
