@@ -78,8 +78,6 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def synthetic_clip(frames: int, height: int, width: int, device: torch.device, edit: bool) -> Clip:
     """A clip of the right shape whose pixels do not matter (meta tensors when estimating)."""
-    from motiongrid.bench.clip import EditCase  # noqa: F401  (the type shape-only edits fill)
-
     def video() -> Video:
         return Video(torch.zeros(frames, 3, height, width, device=device), 8.0)
 

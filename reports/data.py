@@ -237,7 +237,7 @@ def load_run(run_dir: str | Path) -> RunData:
         warnings.append(f"no videos/ folder: a store-only copy; the {ok_cells} ok cells' numbers cannot be "
                         "re-checked or previewed")
     elif problems := _artifact_problems(path, rows):
-        from motiongrid.bench.video import describe_artifact_problems
+        from motiongrid.bench.video import describe_artifact_problems  # torch: only when a run is read
         warnings.append(describe_artifact_problems(problems, ok_cells))
     unknown = [k for k in metric_keys if data.metric_info(k).higher_is_better is None]
     if unknown and run:
