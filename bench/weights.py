@@ -22,6 +22,7 @@ Other modules register their own entries at import time::
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -86,6 +87,13 @@ class WeightFile:
     # Where a person gets a file no URL can fetch (e.g. a Google Drive folder): such an entry
     # is import-only; its fix message names that place and `motiongrid weights import DIR`.
     import_only: str | None = None
+    # A folder entry that a person may also bring as ONE file in another format (e.g. a released
+    # original-format checkpoint): `weights import` converts ``convert_from`` (a file name) into
+    # the entry's folder with ``converter`` ("module:function", called as f(src_file, dst_dir)).
+    convert_from: str | None = None
+    converter: str | None = None
+    # A caveat `weights list` prints under its table (e.g. "not the file the paper used").
+    note: str | None = None
 
     def __post_init__(self):
         if self.kind not in ("file", "dir", "hf_repo"):
@@ -94,6 +102,8 @@ class WeightFile:
             raise ValueError(f"weight {self.name!r}: needs a source (url, repo_id, or import_only)")
         if self.kind == "hf_repo" and not self.repo_id:
             raise ValueError(f"weight {self.name!r}: kind 'hf_repo' needs repo_id")
+        if (self.convert_from is None) != (self.converter is None) or (self.converter and self.kind == "file"):
+            raise ValueError(f"weight {self.name!r}: convert_from and converter go together, on a folder entry")
         if self.sha256 is not None and not all(c in "0123456789abcdef" for c in self.sha256.lower()):
             raise ValueError(f"weight {self.name!r}: sha256 must be hex, got {self.sha256!r}")
 
@@ -184,8 +194,10 @@ def hf_cache_file(repo_id: str, filename: str) -> Callable[[], list[Path]]:
 def fix_command(name: str) -> str:
     entry = registry.weights._items.get(name)
     if entry is not None and entry.import_only and not (entry.url or entry.repo_id):
-        return (f"download {entry.target().name} from {entry.import_only} (no URL can fetch it) into "
-                f"DIR/{name}/, then `motiongrid weights import DIR`")
+        brought = entry.convert_from or entry.target().name
+        converted = " (converted on import)" if entry.convert_from else ""
+        return (f"download {brought} from {entry.import_only} (no URL can fetch it) into "
+                f"DIR/{name}/, then `motiongrid weights import DIR`{converted}")
     return (f"`motiongrid weights fetch {name}` (on a machine with network), or on an offline "
             f"machine: `motiongrid weights fetch {name} --into DIR` elsewhere, copy DIR here, then "
             f"`motiongrid weights import DIR`")
@@ -441,38 +453,72 @@ def import_dir(directory: str | Path, overwrite: bool = False) -> list[ImportRes
     ``DIR/<name>/<target file or folder name>`` (what ``fetch --into DIR`` writes),
     ``DIR/<name>`` itself, or ``DIR/<target file or folder name>``. Files are checked as
     ``verify`` checks them (size, sha256 where known, header) before they are copied to the
-    entry's target."""
+    entry's target. An entry with a ``converter`` also takes its ``convert_from`` file
+    (``DIR/<name>/<file>`` or ``DIR/<file>``) and installs the converted folder."""
     root = Path(directory).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"weights import: {root} is not a folder")
-    results = []
-    for entry in entries():
-        src = None
-        for cand in _import_candidates(entry, root):
-            if entry.kind == "file" and cand.is_file():
-                src = cand
-                break
-            if entry.kind != "file" and cand.is_dir() and _present(entry, cand) is None:
-                src = cand
-                break
-        if src is None:
-            results.append(ImportResult(entry.name, "absent", f"not in {root}"))
-            continue
-        target = entry.target()
-        problem = content_problem(entry, src)   # what `weights list` would call WRONG
-        if problem:
-            results.append(ImportResult(entry.name, "rejected", problem))
-            continue
-        if _present(entry, target) is None and not overwrite:
-            results.append(ImportResult(entry.name, "skipped", f"already at {target} (use --overwrite to replace)"))
-            continue
-        try:
+    # Entries converted from a single file go last: a converter may need another entry of the
+    # same DIR (e.g. the SD1.5 configs a released checkpoint is converted with).
+    ordered = sorted(entries(), key=lambda e: e.converter is not None)
+    results = {entry.name: _import_entry(entry, root, overwrite) for entry in ordered}
+    return [results[entry.name] for entry in entries()]
+
+
+def _import_entry(entry: WeightFile, root: Path, overwrite: bool) -> ImportResult:
+    src = None
+    for cand in _import_candidates(entry, root):
+        if entry.kind == "file" and cand.is_file():
+            src = cand
+            break
+        if entry.kind != "file" and cand.is_dir() and _present(entry, cand) is None:
+            src = cand
+            break
+    if src is None and entry.convert_from:
+        src = next((c for c in (root / entry.name / entry.convert_from, root / entry.convert_from) if c.is_file()), None)
+    if src is None:
+        return ImportResult(entry.name, "absent", f"not in {root}")
+    target = entry.target()
+    converting = entry.kind != "file" and src.is_file()
+    problem = load_problem(src) if converting else content_problem(entry, src)   # what `weights list` calls WRONG
+    if problem:
+        return ImportResult(entry.name, "rejected", problem)
+    if _present(entry, target) is None and not overwrite:
+        return ImportResult(entry.name, "skipped", f"already at {target} (use --overwrite to replace)")
+    try:
+        if converting:
+            _convert_into(entry, src, target)
+        else:
             (_atomic_copy_file if entry.kind == "file" else _atomic_copy_dir)(src, target)
-        except OSError as exc:
-            results.append(ImportResult(entry.name, "rejected", f"cannot write {target}: {exc}"))
-            continue
-        results.append(ImportResult(entry.name, "installed", f"{src} -> {target}"))
-    return results
+    except OSError as exc:
+        return ImportResult(entry.name, "rejected", f"cannot write {target}: {exc}")
+    except WeightsMissing as exc:
+        return ImportResult(entry.name, "rejected", f"cannot convert {src.name}: {exc}")
+    except Exception as exc:  # the converting library's own error about the file's contents
+        return ImportResult(entry.name, "rejected", f"cannot convert {src}: {type(exc).__name__}: {exc}")
+    how = "converted" if converting else "copied"
+    return ImportResult(entry.name, "installed", f"{src} -> {target} ({how})")
+
+
+def _convert_into(entry: WeightFile, src: Path, target: Path) -> None:
+    """Run the entry's converter into a staging folder beside the target, check the result
+    holds the entry's required files, then swap it in (an interrupted conversion leaves no
+    half-written target)."""
+    module, _, function = entry.converter.partition(":")
+    convert = getattr(importlib.import_module(module), function)
+    stage = target.with_name(f".{target.name}.{os.getpid()}.part")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        convert(src, stage)
+        problem = _present(entry, stage)
+        if problem:
+            raise WeightsMissing(f"the converter wrote no complete folder: {problem}")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(stage, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 # ---- built-in entries ---------------------------------------------------------------------

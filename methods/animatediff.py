@@ -14,10 +14,16 @@ from motiongrid.bench import weights
 from motiongrid.bench.registry import backbones
 from motiongrid.bench.video import from_minus_one_one, to_minus_one_one
 from motiongrid.methods.animatediff_released import set_motion_norm
-from motiongrid.methods.animatediff_weights import ADAPTER_WEIGHTS, BASE_WEIGHTS, VAE_WEIGHTS  # registered without torch
+from motiongrid.methods.animatediff_weights import (  # registered without torch
+    ADAPTER_WEIGHTS,
+    BASE_WEIGHTS,
+    RELEASED_BASE_WEIGHTS,
+    VAE_WEIGHTS,
+)
 from motiongrid.methods.backbone import Backbone, BackboneFamily, BackboneSpec
 
 ANIMATEDIFF_FRAMES = 16
+RELEASED_MODEL_ID = "animatediff:released"   # MotionClone's realisticVisionV60B1_v51VAE, imported
 # Sampler defaults: MotionClone's released t2v settings (100 DDIM steps, ε_c + 7.5·(ε_c − ε_u)).
 RELEASED_STEPS = 100
 RELEASED_CFG = 7.5
@@ -94,11 +100,15 @@ def _from_hf_cache(repo_id: str) -> Path | None:
 def _resolve_animatediff(model_id: str) -> dict[str, Path]:
     """Folders for base / adapter / vae, or WeightsMissing with the fix command. Never calls
     diffusers, so a missing file is reported here rather than deep inside from_pretrained.
-    ``animatediff`` is the registered combination; ``animatediff:<folder or hub id>`` a local
-    diffusers SD1.5 folder (or a hub id already in the Hugging Face cache)."""
+    ``animatediff`` is the registered combination (diffusers noVAE base + sd-vae-ft-mse),
+    ``animatediff:released`` the release's single checkpoint as imported, ``animatediff:<folder
+    or hub id>`` a local diffusers SD1.5 folder (or a hub id already in the Hugging Face cache)."""
     if model_id == "animatediff":
         return {"base": weights.require(BASE_WEIGHTS), "adapter": weights.require(ADAPTER_WEIGHTS),
                 "vae": weights.require(VAE_WEIGHTS)}
+    if model_id == RELEASED_MODEL_ID:   # the release's own checkpoint, converted on import
+        base = weights.require(RELEASED_BASE_WEIGHTS)
+        return {"base": base, "adapter": weights.require(ADAPTER_WEIGHTS), "vae": base / "vae"}
     where = model_id.split(":", 1)[1]
     base = Path(where).expanduser()
     if not base.is_dir():
@@ -158,6 +168,8 @@ def _fingerprint(model_id: str, dtype: torch.dtype, num_frames: int, paths: dict
                    **{k: _dir_digest(p) for k, p in paths.items()}}
     if model_id == "animatediff":
         fingerprint["sources"] = [weights.get(n).source for n in (BASE_WEIGHTS, ADAPTER_WEIGHTS, VAE_WEIGHTS)]
+    elif model_id == RELEASED_MODEL_ID:
+        fingerprint["sources"] = [weights.get(n).source for n in (RELEASED_BASE_WEIGHTS, ADAPTER_WEIGHTS)]
     return fingerprint
 
 

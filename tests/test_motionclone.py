@@ -5,16 +5,18 @@ step schedule, determinism), never a quality number."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
 from diffusers import DDIMScheduler
-from tiny_models import save_tiny_animatediff
+from tiny_models import save_tiny_animatediff, save_tiny_ldm_single_file, save_tiny_sd15_configs
 
 from motiongrid.bench import weights
 from motiongrid.bench.clip import Clip
 from motiongrid.bench.video import Video
 from motiongrid.methods import animatediff as ad
+from motiongrid.methods import animatediff_weights as adw
 from motiongrid.methods.backbone import load_backbone
 from motiongrid.methods.motionclone import adapters
 from motiongrid.methods.motionclone import guidance as mc
@@ -224,6 +226,77 @@ def test_loads_registered_animatediff_through_weights_manager(env):
     assert bb.latent_shape() == (4, FRAMES, SIZE // 2, SIZE // 2)
     assert "hf://guoyww/animatediff-motion-adapter-v1-5-3" in bb.fingerprint["sources"]
     assert bb.default_steps == 100 and bb.default_cfg == 7.5
+
+
+def test_released_single_checkpoint_imports_and_loads_as_released(env, tmp_path, monkeypatch):
+    """`weights import DIR` with the release's single original-format file (tiny, fp16, written
+    in the CompVis layout) and the SD1.5 configs converts it through diffusers' single-file
+    loader into the `animatediff:released` model: every UNet, VAE and text-encoder tensor equals
+    the one the file was written from, the file's sha256 is recorded, and the backbone loads."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from motiongrid.bench.hashing import sha256_file
+
+    monkeypatch.setenv("MOTIONGRID_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    original = save_tiny_animatediff(tmp_path / "original", size=SIZE, seed=7)
+    transfer = tmp_path / "transfer"
+    single = save_tiny_ldm_single_file(original, transfer / adw.RELEASED_BASE_FILE)
+
+    # without the SD1.5 configs the file cannot be converted: rejected with the fix, nothing left
+    result = {r.name: r for r in weights.import_dir(transfer)}[adw.RELEASED_BASE_WEIGHTS]
+    assert result.status == "rejected" and "motiongrid weights fetch sd15-configs" in result.detail
+    assert not weights.get(adw.RELEASED_BASE_WEIGHTS).target().exists()
+    assert not list(weights.weights_home().glob(".*.part"))
+
+    # configs and the file in one DIR: the configs are installed first, then the file converted
+    save_tiny_sd15_configs(original, transfer / adw.SD15_CONFIGS / "stable-diffusion-v1-5-configs")
+    save_tiny_animatediff(tmp_path / "adapter-src", adapter_dir=transfer / ad.ADAPTER_WEIGHTS /
+                          "animatediff-motion-adapter-v1-5-3", size=SIZE)
+    results = {r.name: r for r in weights.import_dir(transfer)}
+    assert results[adw.SD15_CONFIGS].status == "installed"
+    assert results[adw.RELEASED_BASE_WEIGHTS].status == "installed", results[adw.RELEASED_BASE_WEIGHTS].detail
+    folder = weights.require(adw.RELEASED_BASE_WEIGHTS)
+    for sub, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL), ("text_encoder", CLIPTextModel)):
+        want, got = cls.from_pretrained(original / sub).state_dict(), cls.from_pretrained(folder / sub).state_dict()
+        assert want.keys() == got.keys(), sub
+        for key in want:   # the file holds fp16: equal to the originals rounded to fp16
+            assert torch.equal(got[key].float(), want[key].half().float()), f"{sub}.{key}"
+    record = json.loads((folder / adw.SOURCE_RECORD).read_text())
+    assert record["file"] == adw.RELEASED_BASE_FILE and record["sha256"] == sha256_file(single)
+    assert record["dtype"] == "float16"
+
+    bb = load_backbone(ad.RELEASED_MODEL_ID, torch.device("cpu"))
+    assert "import only: civitai.com/models/4201" in bb.fingerprint["sources"][0]
+    assert bb.fingerprint["model"] == "animatediff:released" and bb.fingerprint["base"] == ad._dir_digest(folder)
+    unet2d = UNet2DConditionModel.from_pretrained(original / "unet").state_dict()
+    assert torch.equal(bb.unet.state_dict()["conv_in.weight"], unet2d["conv_in.weight"].half().float())
+    assert bb.text_encoder.dtype == torch.float32 and bb.vae.dtype == torch.float32   # fp32 on CPU
+
+    # a file that is not a checkpoint is refused before any conversion
+    (transfer / adw.RELEASED_BASE_FILE).write_bytes(b"\x10" * 64)
+    bad = {r.name: r for r in weights.import_dir(transfer, overwrite=True)}[adw.RELEASED_BASE_WEIGHTS]
+    assert bad.status == "rejected" and "not a safetensors file" in bad.detail
+    assert weights.require(adw.RELEASED_BASE_WEIGHTS) == folder   # the installed folder is kept
+
+
+def test_released_base_weights_name_their_source(env, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MOTIONGRID_WEIGHTS", str(tmp_path / "none"))
+    with pytest.raises(weights.WeightsMissing) as err:
+        load_backbone(ad.RELEASED_MODEL_ID, torch.device("cpu"))
+    message = str(err.value)
+    assert adw.RELEASED_BASE_FILE in message and "civitai.com/models/4201" in message
+    assert "motiongrid weights import DIR` (converted on import)" in message
+    assert "animatediff:released" in weights.get(adw.RELEASED_BASE_WEIGHTS).description
+    assert "animatediff:released" in weights.get(ad.BASE_WEIGHTS).description
+    from motiongrid.bench.cli import main   # `weights list` says which base is the release's file
+    monkeypatch.setenv("COLUMNS", "400")
+    assert main(["weights", "list"]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
+    assert any(line.startswith("note: realistic-vision-v6: ") and "NOT the file MotionClone's release loads" in line
+               for line in notes)
+    assert any(line.startswith("note: realistic-vision-v6-released: ") for line in notes)
 
 
 def test_missing_weights_give_the_fix_command(env, tmp_path, monkeypatch):

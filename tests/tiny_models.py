@@ -64,3 +64,110 @@ def toy_edit_backbone(seed: int = 0, pose_gain: float = 0.05):
                            num_frames=int(clip["frames"]), height=int(clip["size"]), width=int(clip["size"]),
                            device=torch.device("cpu"), dtype=torch.float32, fingerprint={"model": "toy-edit-test"},
                            default_steps=25, default_cfg=1.0, prompt_encoder=encoder, config=config)
+
+
+def save_tiny_ldm_single_file(base_dir: str | Path, path: str | Path, dtype: torch.dtype = torch.float16) -> Path:
+    """Write the tiny diffusers SD folder of ``save_tiny_animatediff`` as ONE original-format
+    (LDM/CompVis) ``.safetensors`` file, the layout of civitai checkpoints such as
+    ``realisticVisionV60B1_v51VAE.safetensors``: ``model.diffusion_model.*`` (UNet, input/middle/
+    output blocks), ``first_stage_model.*`` (VAE, encoder.down / decoder.up in reverse order,
+    mid attention as 1×1 convs) and ``cond_stage_model.transformer.text_model.*`` (CLIP). The
+    key names follow the CompVis code, written here from its layout, not by diffusers."""
+    import json
+
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel
+
+    base = Path(base_dir)
+    out: dict[str, torch.Tensor] = {}
+    unet = UNet2DConditionModel.from_pretrained(base / "unet")
+    lpb = unet.config.layers_per_block
+    resnet = {"norm1": "in_layers.0", "conv1": "in_layers.2", "time_emb_proj": "emb_layers.1",
+              "norm2": "out_layers.0", "conv2": "out_layers.3", "conv_shortcut": "skip_connection"}
+    fixed = {"time_embedding.linear_1": "time_embed.0", "time_embedding.linear_2": "time_embed.2",
+             "conv_in": "input_blocks.0.0", "conv_norm_out": "out.0", "conv_out": "out.2"}
+    up_has_attention = {i: bool(b.attentions) if hasattr(b, "attentions") else False
+                        for i, b in enumerate(unet.up_blocks)}
+    for key, value in unet.state_dict().items():
+        p = key.split(".")
+        if ".".join(p[:-1]) in fixed:
+            ldm = f"{fixed['.'.join(p[:-1])]}.{p[-1]}"
+        elif p[0] == "down_blocks":
+            i, kind = int(p[1]), p[2]
+            if kind == "downsamplers":
+                ldm = f"input_blocks.{(i + 1) * (lpb + 1)}.0.op.{p[-1]}"
+            else:
+                j = int(p[3])
+                rest = ".".join(p[4:]) if kind == "attentions" else f"{resnet[p[4]]}.{p[5]}"
+                ldm = f"input_blocks.{i * (lpb + 1) + j + 1}.{1 if kind == 'attentions' else 0}.{rest}"
+        elif p[0] == "mid_block":
+            j = int(p[2])
+            ldm = (f"middle_block.1.{'.'.join(p[3:])}" if p[1] == "attentions"
+                   else f"middle_block.{2 * j}.{resnet[p[3]]}.{p[4]}")
+        elif p[0] == "up_blocks":
+            i, kind = int(p[1]), p[2]
+            if kind == "upsamplers":
+                ldm = f"output_blocks.{i * (lpb + 1) + lpb}.{2 if up_has_attention[i] else 1}.conv.{p[-1]}"
+            else:
+                j = int(p[3])
+                rest = ".".join(p[4:]) if kind == "attentions" else f"{resnet[p[4]]}.{p[5]}"
+                ldm = f"output_blocks.{i * (lpb + 1) + j}.{1 if kind == 'attentions' else 0}.{rest}"
+        else:
+            raise AssertionError(f"unexpected UNet key {key}")
+        out[f"model.diffusion_model.{ldm}"] = value
+
+    vae = AutoencoderKL.from_pretrained(base / "vae")
+    levels = len(vae.config.block_out_channels)
+    attention = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out": "proj_out"}
+    for key, value in vae.state_dict().items():
+        p = key.split(".")
+        side = p[0]
+        if p[1] in ("down_blocks", "up_blocks"):
+            i = int(p[2]) if p[1] == "down_blocks" else levels - 1 - int(p[2])
+            level = f"{side}.{'down' if p[1] == 'down_blocks' else 'up'}.{i}"
+            if p[3] in ("downsamplers", "upsamplers"):
+                ldm = f"{level}.{'downsample' if p[3] == 'downsamplers' else 'upsample'}.conv.{p[-1]}"
+            else:
+                name = "nin_shortcut" if p[5] == "conv_shortcut" else p[5]
+                ldm = f"{level}.block.{p[4]}.{name}.{p[-1]}"
+        elif p[1] == "mid_block" and p[2] == "resnets":
+            ldm = f"{side}.mid.block_{int(p[3]) + 1}.{'.'.join(p[4:])}"
+        elif p[1] == "mid_block":
+            ldm = f"{side}.mid.attn_1.{attention[p[4]]}.{p[-1]}"
+            value = value[:, :, None, None] if value.ndim == 2 else value   # CompVis: 1×1 convs
+        else:
+            ldm = {"conv_norm_out": f"{side}.norm_out"}.get(p[1], ".".join(p[:-1])) + f".{p[-1]}"
+        out[f"first_stage_model.{ldm}"] = value
+
+    text = CLIPTextModel.from_pretrained(base / "text_encoder")
+    for key, value in text.state_dict().items():
+        key = key if key.startswith("text_model.") else f"text_model.{key}"
+        out[f"cond_stage_model.transformer.{key}"] = value
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.to(dtype).contiguous() for k, v in out.items()}, str(path),
+              metadata={"format": "pt", "note": json.dumps("tiny test checkpoint")})
+    return Path(path)
+
+
+def save_tiny_sd15_configs(base_dir: str | Path, out_dir: str | Path) -> Path:
+    """The ``sd15-configs`` layout for the tiny SD folder: model_index.json, each component's
+    config and the tokenizer, no weights (what the SD1.5 repo's configs are for the real size)."""
+    import json
+    import shutil
+
+    from diffusers import PNDMScheduler
+
+    base, out = Path(base_dir), Path(out_dir)
+    for sub in ("unet", "vae", "text_encoder"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(base / sub / "config.json", out / sub / "config.json")
+    shutil.copytree(base / "tokenizer", out / "tokenizer", dirs_exist_ok=True)
+    PNDMScheduler(skip_prk_steps=True).save_pretrained(out / "scheduler")   # SD1.5's own scheduler
+    (out / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "PNDMScheduler"],
+        "safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"],
+        "feature_extractor": ["transformers", "CLIPImageProcessor"], "requires_safety_checker": True}))
+    return out

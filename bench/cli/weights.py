@@ -40,6 +40,9 @@ def _cmd_list(args) -> int:
                       (entry.sha256[:12] + ("…" if len(entry.sha256) > 12 else "")) if entry.sha256 else "-",
                       ", ".join(entry.used_by))
     Console().print(table)
+    for entry in entries():
+        if entry.note:
+            Console().print(f"note: {entry.name}: {entry.note}", markup=False)
     for line in problems:
         Console().print(line, markup=False)
     if any(locate(e.name) is None for e in entries(load_all=False)):

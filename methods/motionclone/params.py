@@ -13,7 +13,8 @@ from motiongrid.methods.backbone import check_model_id
 
 class SamplerParams(LateParams):
     added_later = ("motion_norm",)
-    model: str = Field("animatediff", description="backbone id: 'animatediff', 'toy' or 'animatediff:<folder>'")
+    model: str = Field("animatediff", description="backbone id: 'animatediff', 'animatediff:released' (the release's "
+                                                 "own checkpoint), 'toy' or 'animatediff:<folder>'")
     steps: int | None = Field(None, ge=1, description="DDIM steps; None = the backbone's default")
     cfg: float | None = Field(None, ge=0, description="ε_c + cfg·(ε_c − ε_u); None = the backbone's default")
     negative_prompt: str | None = Field(None, description="unconditional prompt; None = the backbone's default")
