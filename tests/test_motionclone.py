@@ -290,7 +290,7 @@ def test_released_base_weights_name_their_source(env, tmp_path, monkeypatch, cap
     assert "motiongrid weights import DIR` (converted on import)" in message
     assert "animatediff:released" in weights.get(adw.RELEASED_BASE_WEIGHTS).description
     assert "animatediff:released" in weights.get(ad.BASE_WEIGHTS).description
-    from motiongrid.bench.cli import main   # `weights list` says which base is the release's file
+    from motiongrid.bench.cli import main  # `weights list` says which base is the release's file
     monkeypatch.setenv("COLUMNS", "400")
     assert main(["weights", "list"]) == 0
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
