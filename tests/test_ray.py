@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -198,9 +199,15 @@ def test_ctrl_c_stores_the_running_cells_and_the_same_command_resumes(ray_cluste
     out = tmp_path / "run"
     argv = ["run", str(tmp_path / "grid.toml"), "--out", str(out), "--quiet", "--executor", "ray"]
 
+    def a_cell_is_stored() -> bool:
+        try:
+            return (out / "results.sqlite").exists() and bool(_cells(out))
+        except sqlite3.OperationalError:   # the file exists before its tables do
+            return False
+
     def interrupt_once_a_cell_is_stored():
         deadline = time.time() + 60
-        while time.time() < deadline and not ((out / "results.sqlite").exists() and _cells(out)):
+        while time.time() < deadline and not a_cell_is_stored():
             time.sleep(0.02)
         os.kill(os.getpid(), signal.SIGINT)   # handled in the main thread, where the driver runs
 
