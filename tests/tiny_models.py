@@ -93,26 +93,22 @@ def save_tiny_ldm_single_file(base_dir: str | Path, path: str | Path, dtype: tor
         p = key.split(".")
         if ".".join(p[:-1]) in fixed:
             ldm = f"{fixed['.'.join(p[:-1])]}.{p[-1]}"
-        elif p[0] == "down_blocks":
-            i, kind = int(p[1]), p[2]
-            if kind == "downsamplers":
-                ldm = f"input_blocks.{(i + 1) * (lpb + 1)}.0.op.{p[-1]}"
-            else:
-                j = int(p[3])
-                rest = ".".join(p[4:]) if kind == "attentions" else f"{resnet[p[4]]}.{p[5]}"
-                ldm = f"input_blocks.{i * (lpb + 1) + j + 1}.{1 if kind == 'attentions' else 0}.{rest}"
+        elif p[0] in ("down_blocks", "up_blocks") and p[2] in ("resnets", "attentions"):
+            # CompVis numbers layers across blocks: down block i layer j -> input_blocks
+            # i(lpb+1)+j+1 (slot 0 after conv_in), up block i layer j -> output_blocks i(lpb+1)+j
+            i, kind, j = int(p[1]), p[2], int(p[3])
+            rest = ".".join(p[4:]) if kind == "attentions" else f"{resnet[p[4]]}.{p[5]}"
+            first = ("input_blocks", 1) if p[0] == "down_blocks" else ("output_blocks", 0)
+            ldm = f"{first[0]}.{i * (lpb + 1) + j + first[1]}.{1 if kind == 'attentions' else 0}.{rest}"
+        elif p[0] == "down_blocks":   # downsampler: its own input block after the block's layers
+            ldm = f"input_blocks.{(int(p[1]) + 1) * (lpb + 1)}.0.op.{p[-1]}"
+        elif p[0] == "up_blocks":     # upsampler: inside the block's last output block
+            i = int(p[1])
+            ldm = f"output_blocks.{i * (lpb + 1) + lpb}.{2 if up_has_attention[i] else 1}.conv.{p[-1]}"
         elif p[0] == "mid_block":
             j = int(p[2])
             ldm = (f"middle_block.1.{'.'.join(p[3:])}" if p[1] == "attentions"
                    else f"middle_block.{2 * j}.{resnet[p[3]]}.{p[4]}")
-        elif p[0] == "up_blocks":
-            i, kind = int(p[1]), p[2]
-            if kind == "upsamplers":
-                ldm = f"output_blocks.{i * (lpb + 1) + lpb}.{2 if up_has_attention[i] else 1}.conv.{p[-1]}"
-            else:
-                j = int(p[3])
-                rest = ".".join(p[4:]) if kind == "attentions" else f"{resnet[p[4]]}.{p[5]}"
-                ldm = f"output_blocks.{i * (lpb + 1) + j}.{1 if kind == 'attentions' else 0}.{rest}"
         else:
             raise AssertionError(f"unexpected UNet key {key}")
         out[f"model.diffusion_model.{ldm}"] = value
