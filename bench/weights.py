@@ -277,17 +277,23 @@ def load_problem(path: Path) -> str | None:
             head = fh.read(len(_LEGACY_TORCH_MAGIC))
         if not (zipfile.is_zipfile(path) or head == _LEGACY_TORCH_MAGIC):
             return f"{path} is not a torch checkpoint (neither a torch.save zip archive nor the legacy format)"
-    elif suffix == ".safetensors":
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            header = fh.read(n) if 8 + n <= size else b""
-        try:
-            if not isinstance(json.loads(header), dict):
-                raise ValueError("header is not a JSON object")
-        except (ValueError, UnicodeDecodeError):
-            return f"{path} is not a safetensors file (its header does not parse)"
+    elif suffix == ".safetensors" and safetensors_header(path) is None:
+        return f"{path} is not a safetensors file (its header does not parse)"
     return None
+
+
+def safetensors_header(path: Path) -> dict | None:
+    """A safetensors file's JSON header (tensor name -> dtype, shape, offsets; plus
+    ``__metadata__``), read without torch; None when it does not parse."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        raw = fh.read(n) if 8 + n <= size else b""
+    try:
+        header = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return header if isinstance(header, dict) else None
 
 
 def content_problem(entry: WeightFile, path: Path) -> str | None:

@@ -85,8 +85,7 @@ weights.register(weights.WeightFile(
 def _file_dtype(path: Path) -> str:
     """The floating-point dtype most tensors of a safetensors file hold, read from its header
     (conversion keeps the file's precision instead of doubling it to fp32 on disk)."""
-    with open(path, "rb") as fh:
-        header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+    header = weights.safetensors_header(path) or {}   # import checked it parses
     counts: dict[str, int] = {}
     for name, info in header.items():
         if name != "__metadata__" and info["dtype"] in ("F16", "BF16", "F32"):
